@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   NOT_FOUND: 'the named object does not exist',
   TOKEN_INVALID: 'a token request was refused',
   TCP_POOL_EXHAUSTED: 'no free port is left in the TCP port pool',
+  INVALID_INPUT: 'a value given to a command or the admin API failed validation',
+  CONFLICT: 'the change conflicts with what the store holds (a duplicate name, the last admin)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
