@@ -1,0 +1,82 @@
+-- The router's push channel (served only on a unix socket in the run dir): replaces the routes
+-- and tokens in the shared dict with a complete, versioned snapshot.
+local cjson = require "cjson.safe"
+
+local _M = {}
+
+local data = ngx.shared.appgw_data
+
+local function read_body()
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if body then return body end
+  local path = ngx.req.get_body_file()
+  if not path then return nil end
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  body = f:read("*a")
+  f:close()
+  return body
+end
+
+local function reply(status, tbl)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(tbl))
+  return ngx.exit(status)
+end
+
+local function put_all(prefix, entries, keep)
+  for id, rec in pairs(entries) do
+    if type(id) ~= "string" then return nil, "bad key" end
+    local enc = cjson.encode(rec)
+    if not enc then return nil, "cannot encode " .. id end
+    local key = prefix .. id
+    keep[key] = true
+    local ok, err = data:safe_set(key, enc)
+    if not ok then return nil, "shared dict: " .. tostring(err) end
+  end
+  return true
+end
+
+--- POST /_internal/push: body {version, routes = {key = rec}, tokens = {id = rec}}.
+function _M.push()
+  if ngx.req.get_method() ~= "POST" then return reply(405, { error = "method_not_allowed" }) end
+  local body = read_body()
+  if not body then return reply(400, { error = "empty_body" }) end
+  local snap = cjson.decode(body)
+  if type(snap) ~= "table" or type(snap.version) ~= "number" or type(snap.routes) ~= "table" then
+    return reply(400, { error = "bad_snapshot" })
+  end
+  local current = data:get("meta:version") or 0
+  local epoch = data:get("meta:epoch")
+  if snap.epoch == epoch and snap.version < current then
+    return reply(409, { error = "stale", version = current })
+  end
+  local keep = {}
+  local ok, err = put_all("r:", snap.routes, keep)
+  if ok then ok, err = put_all("t:", snap.tokens or {}, keep) end
+  if not ok then return reply(507, { error = "store_failed", message = err }) end
+  local keys = data:get_keys(0)
+  for _, key in ipairs(keys) do
+    local p = key:sub(1, 2)
+    if (p == "r:" or p == "t:") and not keep[key] then data:delete(key) end
+  end
+  data:set("meta:epoch", snap.epoch)
+  data:set("meta:pushed_at", ngx.now())
+  -- the version is written last: readers drop their caches when it changes
+  data:set("meta:version", snap.version)
+  return reply(200, { ok = true, version = snap.version })
+end
+
+--- GET /_internal/state: what the proxy holds, so the router can tell a restarted proxy.
+function _M.state()
+  return reply(200, {
+    version = data:get("meta:version") or 0,
+    epoch = data:get("meta:epoch"),
+    pushed_at = data:get("meta:pushed_at"),
+    pid = ngx.worker.pid(),
+  })
+end
+
+return _M

@@ -1,0 +1,18 @@
+-- log_by_lua: counts requests, status classes and latency per route in `appgw_stats`.
+local _M = {}
+
+local stats = ngx.shared.appgw_stats
+
+function _M.log()
+  local ctx = ngx.ctx
+  local route = ctx.appgw_route
+  if not route then return end
+  local status = ngx.status
+  local class = status >= 500 and "5xx" or status >= 400 and "4xx" or status >= 300 and "3xx" or "2xx"
+  stats:incr("req:" .. route, 1, 0)
+  stats:incr("st:" .. class .. ":" .. route, 1, 0)
+  local rt = tonumber(ngx.var.request_time)
+  if rt then stats:incr("ms:" .. route, rt * 1000, 0) end
+end
+
+return _M

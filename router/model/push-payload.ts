@@ -1,0 +1,69 @@
+import type { Backend, DesiredState } from './types';
+
+/** A route as the proxy's Lua reads it from the shared dict (short keys: it is read per request). */
+export interface EdgeRoute {
+  /** Name shown in errors and stats: route id or static route name. */
+  n: string;
+  /** Kind: ephemeral or static. */
+  k: 'e' | 's';
+  /** Backends as [ip, port]. */
+  b: Array<[string, number]>;
+  /** Strip the prefix before proxying. */
+  s: boolean;
+  /** Prefix to strip (static path routes), without trailing slash. */
+  p?: string;
+  /** Owner (ephemeral). */
+  o?: string;
+  /** Tenant (ephemeral). */
+  c?: string;
+  /** Task id (ephemeral). */
+  t?: string;
+  /** Allowed groups (static). */
+  g?: string[];
+}
+
+/** A token as the proxy reads it: sha256 hex of the secret and who it grants access as. */
+export interface EdgeToken {
+  h: string;
+  u: string;
+  a: boolean;
+  g: string[];
+  r: string[];
+  e: number;
+}
+
+/** The data snapshot pushed to the proxy (without version and epoch, added by the pusher). */
+export interface PushData {
+  routes: Record<string, EdgeRoute>;
+  tokens: Record<string, EdgeToken>;
+}
+
+/**
+ * Pure. Builds the pushed data from the desired state, the resolved backend addresses and the
+ * live token table. Backends whose host could not be resolved to an IP are left out.
+ */
+export function buildPushData(
+  desired: DesiredState,
+  resolve: (b: Backend) => string | null,
+  tokens: Record<string, EdgeToken>,
+): PushData {
+  const routes: Record<string, EdgeRoute> = {};
+  const addrs = (bs: Backend[]) =>
+    bs.flatMap((b): Array<[string, number]> => {
+      const ip = resolve(b);
+      return ip ? [[ip, b.port]] : [];
+    });
+  for (const r of desired.ephemeral) {
+    const rec: EdgeRoute = { n: r.id, k: 'e', b: addrs([r.backend]), s: r.stripPrefix, t: r.taskId };
+    if (r.owner) rec.o = r.owner;
+    if (r.company) rec.c = r.company;
+    routes[`e:${r.id}`] = rec;
+  }
+  for (const r of desired.static) {
+    if (!r.enabled) continue;
+    const rec: EdgeRoute = { n: r.name, k: 's', b: addrs(r.backends), s: r.stripPrefix && r.path !== null, g: r.allowedGroups };
+    if (rec.s && r.path) rec.p = r.path.replace(/\/$/, '');
+    routes[`s:${r.name}`] = rec;
+  }
+  return { routes, tokens };
+}

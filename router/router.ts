@@ -1,0 +1,384 @@
+import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from './config';
+import type { Logger } from './log';
+import { merge, type ProviderViews } from './model/merge';
+import { buildPushData, type EdgeToken } from './model/push-payload';
+import type { Backend, DesiredState, ProviderState, Rejection } from './model/types';
+import type { Provider, Publication } from './providers/provider';
+import type { Applier, ApplyResult } from './proxy/applier';
+import { pushData, proxyDataState } from './proxy/edge-client';
+import { render, sameConfig, type Bundle, type RenderInput, type RenderedTcp, type Templates } from './render/render';
+
+/** Where the live token table comes from (the store); bumps its version on every change. */
+export interface TokenSource {
+  version(): number;
+  table(nowS: number): Record<string, EdgeToken>;
+}
+
+/** Assigns TCP pool ports to TCP routes (persisted by the store). */
+export interface PortAllocator {
+  assign(routes: DesiredState['tcp']): { ports: Map<string, number>; unroutable: Map<string, string> };
+}
+
+/** The router's view for `appgw routes` and the health/status API. */
+export interface RouterStatus {
+  router: string;
+  generation: string | null;
+  lastApply: (ApplyResult & { at: string }) | null;
+  lastFailure: (ApplyResult & { at: string }) | null;
+  reloads: number;
+  pushes: number;
+  dataVersion: number;
+  providers: ReturnType<Provider['status']>[];
+  routes: Array<{ kind: 'ephemeral' | 'static' | 'tcp'; id: string; url: string; backends: string[]; status: string; provider: string; owner?: string | null }>;
+  rejections: Rejection[];
+}
+
+export interface RouterDeps {
+  config: Config;
+  log: Logger;
+  templates: Templates;
+  applier: Applier;
+  providers: Provider[];
+  tokens: TokenSource;
+  ports?: PortAllocator;
+  /** Static part of the render input (paths, modules, users); routes are added per render. */
+  renderBase: Omit<RenderInput, 'generation' | 'static' | 'tcp'>;
+  /** Unix socket of the proxy's push channel. */
+  pushSocket: string;
+  /** Milliseconds to wait for a burst of changes to settle before a reload. */
+  settleMs?: number;
+}
+
+/**
+ * The control loop: merge provider snapshots → validate → if equal to running, stop → classify
+ * (data push and/or reload) → render → apply. Never on the request path.
+ */
+export class Router {
+  private readonly views: ProviderViews = new Map();
+  private readonly epoch = randomBytes(8).toString('hex');
+  private version = 0;
+  private lastPushed: string | null = null;
+  private pushedOk = false;
+  private live: Bundle | null = null;
+  private lastFailedBundle: Bundle | null = null;
+  private desired: DesiredState = { ephemeral: [], static: [], tcp: [], rejections: [] };
+  private tcpPorts = new Map<string, number>();
+  private tcpUnroutable = new Map<string, string>();
+  private reconcileTimer: NodeJS.Timeout | null = null;
+  private reloadTimer: NodeJS.Timeout | null = null;
+  private healTimer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private dirty = false;
+  private lastReloadAt = 0;
+  private readonly dns = new Map<string, { ip: string | null; at: number }>();
+  private stopped = false;
+  readonly stats = { reloads: 0, pushes: 0, lastApply: null as (ApplyResult & { at: string }) | null, lastFailure: null as (ApplyResult & { at: string }) | null };
+  /** Called after every apply attempt (tests and supervision hook in here). */
+  onApply: ((r: ApplyResult) => void) | null = null;
+
+  constructor(private readonly d: RouterDeps) {}
+
+  /**
+   * Renders and applies the first generation, lets the caller start the proxy on it
+   * (`afterFirstApply`), then starts the providers and the periodic heal.
+   */
+  async start(afterFirstApply?: () => Promise<void>): Promise<void> {
+    for (const p of this.d.providers) this.views.set(p.name, { state: { kind: 'pending' }, rejections: [] });
+    const first = await this.applyNow();
+    if (!first.ok) throw new Error(`the first generation could not be applied: ${first.stage}: ${first.error}`);
+    await afterFirstApply?.();
+    await Promise.all(
+      this.d.providers.map((p) =>
+        p.start((state, rejections) => this.onSnapshot(p.name, state, rejections)).catch((e) => {
+          this.d.log.error('provider failed to start', { component: 'router', provider: p.name, error: (e as Error).message });
+        }),
+      ),
+    );
+    await this.reconcileNow();
+    this.healTimer = setInterval(() => void this.heal(), this.d.config.pushIntervalMs);
+    this.healTimer.unref();
+  }
+
+  /** Stops providers and timers; the proxy keeps serving what it has. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of [this.reconcileTimer, this.reloadTimer]) if (t) clearTimeout(t);
+    if (this.healTimer) clearInterval(this.healTimer);
+    await Promise.all(this.d.providers.map((p) => p.stop().catch(() => undefined)));
+    await this.running;
+  }
+
+  /** A provider sent a (complete) snapshot. */
+  onSnapshot(name: string, state: ProviderState, rejections: Rejection[]): void {
+    this.views.set(name, { state, rejections });
+    this.scheduleReconcile();
+  }
+
+  /** Something outside the providers changed (tokens, store routes): reconcile soon. */
+  scheduleReconcile(): void {
+    if (this.stopped || this.reconcileTimer) return;
+    this.reconcileTimer = setTimeout(() => {
+      this.reconcileTimer = null;
+      void this.reconcileNow();
+    }, 5);
+  }
+
+  /** Runs one reconcile (serialised: a call during a run makes the run repeat once). */
+  async reconcileNow(): Promise<void> {
+    if (this.running) {
+      this.dirty = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.dirty = false;
+        try {
+          await this.reconcileOnce();
+        } catch (e) {
+          this.d.log.error('reconcile failed', { component: 'router', error: (e as Error).stack ?? String(e) });
+        }
+      } while (this.dirty && !this.stopped);
+    })();
+    try {
+      await this.running;
+    } finally {
+      this.running = null;
+    }
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    const desired = merge(this.views);
+    await this.resolveHosts(desired);
+    this.desired = desired;
+    if (this.d.ports) {
+      const a = this.d.ports.assign(desired.tcp);
+      this.tcpPorts = a.ports;
+      this.tcpUnroutable = a.unroutable;
+    }
+    await this.pushIfChanged();
+    const bundle = this.renderFor('g000000');
+    if (!sameConfig(this.live, bundle) && !sameConfig(this.lastFailedBundle, bundle)) this.scheduleReload();
+    this.publish();
+    this.writeStatus();
+  }
+
+  private renderFor(generation: string): Bundle {
+    const tcp: RenderedTcp[] = [];
+    for (const r of this.desired.tcp) {
+      const port = this.tcpPorts.get(r.id);
+      const ip = this.resolved(r.backend);
+      if (port === undefined || !ip) continue;
+      tcp.push({ id: r.id, port, backend: { host: ip, port: r.backend.port }, allow: r.allowCidrs ?? this.d.config.tcp.allowCidrs });
+    }
+    return render(this.d.templates, { ...this.d.renderBase, generation, static: this.desired.static, tcp });
+  }
+
+  private scheduleReload(): void {
+    if (this.reloadTimer || this.stopped) return;
+    const at = Math.max(Date.now() + (this.d.settleMs ?? 150), this.lastReloadAt + this.d.config.reloadMinIntervalMs);
+    this.reloadTimer = setTimeout(() => {
+      this.reloadTimer = null;
+      void this.reloadNow();
+    }, at - Date.now());
+  }
+
+  private async reloadNow(): Promise<void> {
+    const bundle = this.renderFor('g000000');
+    if (sameConfig(this.live, bundle)) return;
+    this.lastReloadAt = Date.now();
+    await this.applyNow();
+  }
+
+  private async applyNow(): Promise<ApplyResult> {
+    const generation = this.d.applier.peekGeneration();
+    const bundle = this.renderFor(generation);
+    const result = await this.d.applier.apply(bundle);
+    const stamped = { ...result, at: new Date().toISOString() };
+    this.stats.lastApply = stamped;
+    if (result.ok) {
+      this.live = bundle;
+      this.lastFailedBundle = null;
+      if (result.reloaded) this.stats.reloads += 1;
+      this.d.log.info(result.reloaded ? 'reloaded' : 'generation written', { component: 'applier', generation, ms: result.ms });
+    } else {
+      this.lastFailedBundle = bundle;
+      this.stats.lastFailure = stamped;
+    }
+    this.onApply?.(result);
+    this.writeStatus();
+    return result;
+  }
+
+  private async pushIfChanged(force = false): Promise<void> {
+    const data = buildPushData(this.desired, (b) => this.resolved(b), this.d.tokens.table(Math.floor(Date.now() / 1000)));
+    const json = JSON.stringify(data);
+    if (!force && this.pushedOk && json === this.lastPushed) return;
+    this.version += 1;
+    const body = `{"epoch":${JSON.stringify(this.epoch)},"version":${this.version},${json.slice(1)}`;
+    try {
+      await pushData(this.d.pushSocket, body);
+      this.lastPushed = json;
+      this.pushedOk = true;
+      this.stats.pushes += 1;
+    } catch (e) {
+      this.pushedOk = false;
+      this.d.log.warn('push to the proxy failed; will retry', { component: 'router', error: (e as Error).message });
+    }
+  }
+
+  /** Periodic: re-push when the proxy lost its data (restart) and refresh token expiry. */
+  async heal(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const s = await proxyDataState(this.d.pushSocket);
+      if (s.epoch !== this.epoch || s.version !== this.version) this.pushedOk = false;
+    } catch {
+      this.pushedOk = false;
+    }
+    await this.reconcileNow();
+  }
+
+  /** Pure lookup of a backend's IP (literal, or from the DNS cache). */
+  private resolved(b: Backend): string | null {
+    if (isIP(b.host)) return b.host;
+    return this.dns.get(b.host)?.ip ?? null;
+  }
+
+  private async resolveHosts(desired: DesiredState): Promise<void> {
+    const names = new Set<string>();
+    for (const r of desired.ephemeral) if (!isIP(r.backend.host)) names.add(r.backend.host);
+    for (const r of desired.static) for (const b of r.backends) if (!isIP(b.host)) names.add(b.host);
+    for (const r of desired.tcp) if (!isIP(r.backend.host)) names.add(r.backend.host);
+    const now = Date.now();
+    await Promise.all(
+      [...names].map(async (n) => {
+        const c = this.dns.get(n);
+        if (c && now - c.at < 30_000) return;
+        try {
+          const { address } = await lookup(n, { family: 4 });
+          this.dns.set(n, { ip: address, at: now });
+        } catch {
+          this.dns.set(n, { ip: c?.ip ?? null, at: now });
+          this.d.log.warn('backend name does not resolve', { component: 'router', host: n });
+        }
+      }),
+    );
+  }
+
+  /** The public URL of an ephemeral route or static route. */
+  private urlOf(kind: 'ephemeral' | 'static', id: string): string {
+    const base = this.d.config.routerUrl;
+    if (kind === 'ephemeral') return `${base}/service/${id}/`;
+    const r = this.desired.static.find((s) => s.name === id);
+    if (r?.path) return `${base}${r.path}`;
+    if (r?.subdomain && this.d.config.routerDomain) {
+      const u = new URL(base);
+      return `${u.protocol}//${r.subdomain}.${this.d.config.routerDomain}${u.port ? `:${u.port}` : ''}/`;
+    }
+    return base;
+  }
+
+  private publish(): void {
+    const byProvider = new Map<string, Publication[]>();
+    const add = (p: string, x: Publication) => {
+      if (!byProvider.has(p)) byProvider.set(p, []);
+      byProvider.get(p)!.push(x);
+    };
+    for (const r of this.desired.ephemeral) {
+      const url = this.urlOf('ephemeral', r.id);
+      add(r.provider, { protocol: 'http', taskId: r.taskId, endpoint: r.endpoint, url, browserUrl: url });
+    }
+    for (const [name, view] of this.views) {
+      if (view.state.kind !== 'ready') continue;
+      for (const b of view.state.snapshot.bindings) {
+        if (!this.desired.static.some((s) => s.name === b.route)) continue;
+        const url = this.urlOf('static', b.route);
+        add(name, { protocol: 'http', taskId: b.taskId, endpoint: b.endpoint, url, browserUrl: url });
+      }
+    }
+    const address = this.d.config.tcp.routerAddress ?? new URL(this.d.config.routerUrl).hostname;
+    for (const r of this.desired.tcp) {
+      const port = this.tcpPorts.get(r.id);
+      if (port !== undefined) add(r.provider, { protocol: 'tcp', taskId: r.taskId, endpoint: r.endpoint, address, port, upstreamPort: r.backend.port });
+      else add(r.provider, { protocol: 'tcp', taskId: r.taskId, endpoint: r.endpoint, unroutable: this.tcpUnroutable.get(r.id) ?? 'no TCP port pool is configured (TCP_PORT_START/TCP_PORT_END)' });
+    }
+    for (const p of this.d.providers) {
+      try {
+        p.published?.(byProvider.get(p.name) ?? []);
+      } catch (e) {
+        this.d.log.error('provider publish failed', { component: 'router', provider: p.name, error: (e as Error).message });
+      }
+    }
+  }
+
+  /** The current status (also written to DATA_DIR/status.json for `appgw routes`). */
+  status(): RouterStatus {
+    const address = this.d.config.tcp.routerAddress ?? new URL(this.d.config.routerUrl).hostname;
+    const live = (bs: Backend[]) => bs.map((b) => `${b.host}:${b.port}`);
+    const routes: RouterStatus['routes'] = [
+      ...this.desired.static.map((r) => ({
+        kind: 'static' as const,
+        id: r.name,
+        url: this.urlOf('static', r.name),
+        backends: live(r.backends),
+        status: !r.enabled ? 'Disabled' : r.backends.length === 0 ? 'Not in use' : 'Routing',
+        provider: r.provider,
+      })),
+      ...this.desired.ephemeral.map((r) => ({
+        kind: 'ephemeral' as const,
+        id: r.id,
+        url: this.urlOf('ephemeral', r.id),
+        backends: live([r.backend]),
+        status: this.resolved(r.backend) ? 'Routing' : 'Pending',
+        provider: r.provider,
+        owner: r.owner,
+      })),
+      ...this.desired.tcp.map((r) => {
+        const port = this.tcpPorts.get(r.id);
+        return {
+          kind: 'tcp' as const,
+          id: r.id,
+          url: port !== undefined ? `${address}:${port}` : '',
+          backends: live([r.backend]),
+          status: port !== undefined ? 'Routing' : `Unroutable: ${this.tcpUnroutable.get(r.id) ?? 'no TCP port pool is configured'}`,
+          provider: r.provider,
+          owner: r.owner,
+        };
+      }),
+    ];
+    return {
+      router: this.d.config.routerName,
+      generation: this.d.applier.liveGeneration(),
+      lastApply: this.stats.lastApply,
+      lastFailure: this.stats.lastFailure,
+      reloads: this.stats.reloads,
+      pushes: this.stats.pushes,
+      dataVersion: this.version,
+      providers: this.d.providers.map((p) => p.status()),
+      routes,
+      rejections: this.desired.rejections,
+    };
+  }
+
+  private writeStatus(): void {
+    try {
+      const s = this.status();
+      atomicWrite(join(this.d.config.dataDir, 'status.json'), JSON.stringify(s, null, 2));
+      atomicWrite(join(this.d.config.nginxDir, 'routes.json'), JSON.stringify({ generated: new Date().toISOString(), ephemeral: this.desired.ephemeral }, null, 2));
+    } catch (e) {
+      this.d.log.warn('could not write status', { component: 'router', error: (e as Error).message });
+    }
+  }
+}
+
+function atomicWrite(path: string, content: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  mkdirSync(join(path, '..'), { recursive: true });
+  writeFileSync(tmp, content, { mode: 0o644 });
+  renameSync(tmp, path);
+}
