@@ -130,10 +130,14 @@ function migrate(raw: Database.Database, file: string, migrations: Migration[]):
   }
   const record = raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
   for (const m of migrations.slice(latest)) {
-    raw.transaction(() => {
-      raw.exec(m.sql);
-      record.run(m.version, m.name, Date.now());
-    }).immediate();
+    try {
+      raw.transaction(() => {
+        raw.exec(m.sql);
+        record.run(m.version, m.name, Date.now());
+      }).immediate();
+    } catch (err) {
+      throw unreadable(file, `migration ${m.version} "${m.name}" failed: ${errorMessage(err)}; the schema was left at version ${m.version - 1}`);
+    }
   }
 }
 
