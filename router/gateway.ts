@@ -68,7 +68,8 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
   const tmpDir = join(config.nginxDir, 'tmp');
   for (const d of [config.dataDir, config.nginxDir, config.runDir, logDir, tmpDir]) mkdirSync(d, { recursive: true, mode: 0o755 });
   installLua(config.luaDir);
-  const flavor = await probeNginx(config.nginxBin);
+  // docker mode: the proxy is OpenResty (Lua and stream built in); the router has no nginx of its own
+  const flavor = config.proxyMode === 'docker' ? { loadModules: [] as string[] } : await probeNginx(config.nginxBin);
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   const local = config.proxyMode === 'docker' ? null : new LocalNginx(config.nginxBin, config.nginxDir, join(config.nginxDir, 'current', 'nginx.conf'), join(config.runDir, 'nginx.pid'), log);
   let control: ProxyControl;

@@ -72,6 +72,7 @@ export class Router {
   private reconcileTimer: NodeJS.Timeout | null = null;
   private reloadTimer: NodeJS.Timeout | null = null;
   private healTimer: NodeJS.Timeout | null = null;
+  private watchTimer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private dirty = false;
   private lastReloadAt = 0;
@@ -102,6 +103,20 @@ export class Router {
     await this.reconcileNow();
     this.healTimer = setInterval(() => void this.heal(), this.d.config.pushIntervalMs);
     this.healTimer.unref();
+    // identity changes come from other processes too (the CLI writes the store): watch its version
+    let seen = this.d.tokens.version();
+    this.watchTimer = setInterval(() => {
+      try {
+        const v = this.d.tokens.version();
+        if (v !== seen) {
+          seen = v;
+          this.scheduleReconcile();
+        }
+      } catch (e) {
+        this.d.log.warn('cannot read the token version', { component: 'router', error: (e as Error).message });
+      }
+    }, 20);
+    this.watchTimer.unref();
   }
 
   /** Stops providers and timers; the proxy keeps serving what it has. */
@@ -109,6 +124,7 @@ export class Router {
     this.stopped = true;
     for (const t of [this.reconcileTimer, this.reloadTimer]) if (t) clearTimeout(t);
     if (this.healTimer) clearInterval(this.healTimer);
+    if (this.watchTimer) clearInterval(this.watchTimer);
     await Promise.all(this.d.providers.map((p) => p.stop().catch(() => undefined)));
     await this.running;
   }
