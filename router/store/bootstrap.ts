@@ -9,10 +9,13 @@ import { FAR_FUTURE_MS, generateToken, hashSecret, parseToken, tokenState } from
  * token; without it, one is generated on the very first start and shown once.
  */
 
+/** The user the bootstrap token grants access as (created, admin=true, when missing). */
 export const ADMIN_PRINCIPAL = 'admin';
+/** The label of the bootstrap token. */
 export const ADMIN_TOKEN_LABEL = 'ADMIN_TOKEN';
 const BOOTSTRAP_ACTOR: Actor = { name: 'router', principal: null, client: null };
 
+/** What ensureAdminToken did; `notices` never hold a secret. */
 export type BootstrapResult =
   /** ADMIN_TOKEN is set; `changed` when the store had to be updated (created, reinstated, re-keyed). */
   | { kind: 'env'; id: string; changed: boolean; notices: string[] }

@@ -31,6 +31,7 @@ export interface Migration {
   sql: string;
 }
 
+/** The database file name inside DATA_DIR. */
 export const DB_FILE_NAME = 'appgw.db';
 const BUSY_TIMEOUT_MS = 5000;
 /** SQLite result codes that mean the file itself is not a usable database. */
@@ -129,9 +130,12 @@ function migrate(raw: Database.Database, file: string, migrations: Migration[]):
     if (!known || known.name !== a.name) throw unreadable(file, `its migration ${a.version} is "${a.name}", not one this appgw knows`);
   }
   const record = raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  const done = raw.prepare('SELECT 1 FROM schema_migrations WHERE version = ?');
   for (const m of migrations.slice(latest)) {
     try {
       raw.transaction(() => {
+        // Another process (the router and a CLI command starting together) may have applied it meanwhile.
+        if (done.get(m.version)) return;
         raw.exec(m.sql);
         record.run(m.version, m.name, Date.now());
       }).immediate();

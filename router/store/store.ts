@@ -36,9 +36,12 @@ export interface Actor {
 /** The actor of `appgw` CLI commands: whoever can read DATA_DIR is trusted as an operator. */
 export const CLI_ACTOR: Actor = { name: 'cli', principal: null, client: null };
 
+/** A person, or a service account for programs. */
 export type UserKind = 'user' | 'service';
+/** Who may reach a task besides its shares: only its owner, or anyone of the same company (tenant). */
 export type SharePolicy = 'owner' | 'company';
 
+/** A user or service account with its groups. */
 export interface User {
   id: string;
   name: string;
@@ -51,6 +54,7 @@ export interface User {
   groups: string[];
 }
 
+/** A group with its members. */
 export interface Group {
   name: string;
   description: string;
@@ -69,6 +73,7 @@ export interface Share {
   createdBy: string;
 }
 
+/** Whom a task is shared with: one user or one group. */
 export type ShareSubject = { user: string; group?: undefined } | { group: string; user?: undefined };
 
 /** A token as stored. Holds the secret's hash: never put a TokenRow in output; use tokens.ts views. */
@@ -88,6 +93,7 @@ export interface TokenRow {
   bootstrap: 'env' | 'generated' | null;
 }
 
+/** A static route as stored (validated; `path` normalised to /x/). */
 export interface StoredRoute {
   name: string;
   path: string | null;
@@ -113,6 +119,7 @@ export interface RouteInput {
   stripPrefix?: boolean;
 }
 
+/** A TCP port given to a route; `releasedAt` null while live. */
 export interface PortAllocation {
   routeId: string;
   port: number;
@@ -120,6 +127,7 @@ export interface PortAllocation {
   releasedAt: number | null;
 }
 
+/** One audit row; `ts` in epoch ms. */
 export interface AuditEntry {
   id: number;
   ts: number;
@@ -143,6 +151,7 @@ export interface EdgeShare {
   g: string[];
 }
 
+/** How to open the store. */
 export interface StoreOptions {
   dataDir: string;
   /** Upper bound of a token's lifetime (TOKEN_MAX_DAYS); default 90. */
@@ -151,6 +160,7 @@ export interface StoreOptions {
   clock?: () => number;
 }
 
+/** The store's schema, in order. Append new migrations; never edit a released one. */
 export const MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -374,6 +384,7 @@ export class Store {
     return this.clock();
   }
 
+  /** Closes the database (checkpoints the WAL). */
   close(): void {
     this.db.close();
   }
@@ -462,6 +473,7 @@ export class Store {
     });
   }
 
+  /** A user by id, or null. */
   getUser(id: string): User | null {
     const r = this.db.get<UserSql>('SELECT * FROM users WHERE id = ?', [id]);
     return r ? this.userFromSql(r) : null;
@@ -510,6 +522,7 @@ export class Store {
 
   // ---- groups --------------------------------------------------------------------------------
 
+  /** Creates a group; CONFLICT when the name is taken. */
   createGroup(input: { name: string; description?: string }, by: Actor): Group {
     const name = must(checkGroup(input.name));
     const description = must(checkText(input.description ?? '', 'description', 200, true));
@@ -534,6 +547,7 @@ export class Store {
     });
   }
 
+  /** A group by name, or null. */
   getGroup(name: string): Group | null {
     const r = this.db.get<{ name: string; description: string; created_at: number; created_by: string }>('SELECT * FROM groups WHERE name = ?', [name]);
     if (!r) return null;
@@ -547,6 +561,7 @@ export class Store {
       .map((r) => this.getGroup(r.name)!);
   }
 
+  /** Adds an existing user to an existing group. */
   addMember(group: string, user: string, by: Actor): void {
     const g = must(checkGroup(group));
     const u = must(checkPrincipal(user));
@@ -562,6 +577,7 @@ export class Store {
     });
   }
 
+  /** Removes a user from a group; NOT_FOUND when they were not a member. */
   removeMember(group: string, user: string, by: Actor): void {
     must(checkGroup(group));
     must(checkPrincipal(user));
@@ -603,6 +619,7 @@ export class Store {
     });
   }
 
+  /** Removes one share; NOT_FOUND when there was none. */
   removeShare(taskId: string, subject: ShareSubject, by: Actor): void {
     const task = must(checkTaskId(taskId));
     const s = this.checkSubject(subject);
@@ -692,6 +709,7 @@ export class Store {
     this.bump('identity_version');
   }
 
+  /** A token row by id, or null. */
   tokenRow(id: string): TokenRow | null {
     const r = this.db.get<TokenSql>('SELECT * FROM tokens WHERE id = ?', [id]);
     return r ? tokenFromSql(r) : null;
@@ -762,6 +780,7 @@ export class Store {
     });
   }
 
+  /** A static route by name, or null. */
   getRoute(name: string): StoredRoute | null {
     const r = this.db.get<RouteSql>('SELECT * FROM static_routes WHERE name = ?', [name]);
     return r ? routeFromSql(r) : null;
@@ -772,6 +791,7 @@ export class Store {
     return this.db.all<RouteSql>('SELECT * FROM static_routes ORDER BY name').map(routeFromSql);
   }
 
+  /** Removes a static route; bumps routesVersion. */
   removeRoute(name: string, by: Actor): void {
     must(checkRouteName(name));
     this.tx(() => {

@@ -28,11 +28,13 @@ export const FAR_FUTURE_MS = Date.UTC(9999, 11, 31, 23, 59, 59);
 /** Compared against when the id is unknown, so that a miss costs what a hit costs. */
 const DUMMY_DIGEST = Buffer.alloc(32);
 
+/** The two parts of a token. */
 export interface ParsedToken {
   id: string;
   secret: string;
 }
 
+/** active: usable; expired: past expires_at; revoked: revoked_at set. */
 export type TokenState = 'active' | 'expired' | 'revoked';
 
 /** A token as shown to people and APIs: never the secret, never its hash. */
@@ -53,6 +55,7 @@ export interface TokenView {
   bootstrap: 'env' | 'generated' | null;
 }
 
+/** What createToken needs. */
 export interface CreateTokenInput {
   /** 1-100 printable characters. */
   label: string;
@@ -65,6 +68,7 @@ export interface CreateTokenInput {
   routes?: string[];
 }
 
+/** A new token: its plaintext and its view. */
 export interface CreatedToken {
   /** The plaintext token: show it once, never store or log it. */
   token: string;

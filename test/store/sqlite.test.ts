@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -90,6 +91,30 @@ describe('openDb', () => {
       }),
     ).toThrow('boom');
     expect(db.get<{ n: number }>('SELECT count(*) AS n FROM a')!.n).toBe(0);
+    db.close();
+  });
+});
+
+describe('concurrent opens', () => {
+  /** Opens the store in a separate node process (the router and a CLI command starting together). */
+  function openInChild(dir: string): Promise<{ code: number | null; err: string }> {
+    const root = path.resolve(__dirname, '../..');
+    const script = `require(require.resolve('tsx/cjs', { paths: [${JSON.stringify(root)}] }));
+      require(${JSON.stringify(path.join(root, 'router/store/store.ts'))}).openStore({ dataDir: process.argv[1] }).close();`;
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, ['-e', script, dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('exit', (code) => resolve({ code, err }));
+    });
+  }
+
+  it('several processes opening a fresh store at once apply each migration exactly once', async () => {
+    const dir = tempDir();
+    const results = await Promise.all(Array.from({ length: 6 }, () => openInChild(dir)));
+    expect(results.filter((r) => r.code !== 0).map((r) => r.err)).toEqual([]);
+    const db = openDb(dir, MIGRATIONS);
+    expect(db.all('SELECT version FROM schema_migrations')).toEqual([{ version: 1 }]);
     db.close();
   });
 });

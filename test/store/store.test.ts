@@ -176,6 +176,20 @@ describe('version', () => {
   });
 });
 
+describe('two processes on one store', () => {
+  it('see each other\'s changes (WAL) and share the version counter', () => {
+    const { store, dir } = fixture();
+    const other = openStore({ dataDir: dir });
+    const v = other.version();
+    store.addUser({ id: 'alice' }, CLI_ACTOR);
+    expect(other.getUser('alice')).not.toBeNull();
+    expect(other.version()).toBe(v + 1);
+    other.createGroup({ name: 'g' }, CLI_ACTOR);
+    expect(store.version()).toBe(v + 2);
+    other.close();
+  });
+});
+
 describe('static routes', () => {
   it('stores, replaces (keeping created_at) and removes routes', () => {
     const { store, clock } = fixture();
