@@ -10,6 +10,7 @@ import { LocalNginx } from './proxy/local-nginx';
 import { probeNginx } from './proxy/nginx-probe';
 import { loadTemplates, type RenderInput } from './render/render';
 import { Router, type PortAllocator, type TokenSource } from './router';
+import { startRouterSocket, type ApiHandler, type SessionValidator } from './api/router-socket';
 
 /** The shipped Lua modules. */
 export const SHIPPED_LUA = resolve(__dirname, '..', 'lua');
@@ -30,6 +31,10 @@ export interface GatewayOptions {
   /** Wraps the proxy control (tests force `nginx -t` failures through this seam). */
   wrapControl?: (c: ProxyControl) => ProxyControl;
   settleMs?: number;
+  /** Validates ClearML web sessions for the edge (absent: ClearML cookies are refused). */
+  sessions?: SessionValidator;
+  /** The admin API behind /_gateway/api/. */
+  api?: ApiHandler;
 }
 
 /** Copies the shipped Lua into LUA_DIR (staged and renamed, so the proxy never sees half a copy). */
@@ -66,7 +71,9 @@ class ExternalProxy implements ProxyControl {
 export async function startGateway(config: Config, log: Logger, opts: GatewayOptions): Promise<Gateway> {
   const logDir = join(config.dataDir, 'logs');
   const tmpDir = join(config.nginxDir, 'tmp');
-  for (const d of [config.dataDir, config.nginxDir, config.runDir, logDir, tmpDir]) mkdirSync(d, { recursive: true, mode: 0o755 });
+  for (const d of [config.dataDir, config.nginxDir, logDir, tmpDir]) mkdirSync(d, { recursive: true, mode: 0o755 });
+  // the run dir holds the push socket and the router socket: private to the router and the proxy
+  mkdirSync(config.runDir, { recursive: true, mode: config.proxyMode === 'local' ? 0o700 : 0o755 });
   installLua(config.luaDir);
   // docker mode: the proxy is OpenResty (Lua and stream built in); the router has no nginx of its own
   const flavor = config.proxyMode === 'docker' ? { loadModules: [] as string[] } : await probeNginx(config.nginxBin);
@@ -118,6 +125,7 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
     pushSocket: join(config.runDir, 'push.sock'),
     settleMs: opts.settleMs,
   });
+  const socket = await startRouterSocket(join(config.runDir, 'router.sock'), log, { sessions: opts.sessions, api: opts.api });
   await router.start(async () => {
     if (config.proxyMode === 'local') await local!.start();
   });
@@ -127,6 +135,7 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
     control,
     async stop(stopProxy = false) {
       await router.stop();
+      await new Promise((r) => socket.close(() => r(undefined)));
       if (stopProxy && config.proxyMode === 'local') await local!.stop();
     },
   };

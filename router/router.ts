@@ -6,17 +6,33 @@ import { join } from 'node:path';
 import type { Config } from './config';
 import type { Logger } from './log';
 import { merge, type ProviderViews } from './model/merge';
-import { buildPushData, type EdgeToken } from './model/push-payload';
+import { buildPushData, type EdgeShare, type EdgeToken, type EdgeUser } from './model/push-payload';
 import type { Backend, DesiredState, ProviderState, Rejection } from './model/types';
 import type { Provider, Publication } from './providers/provider';
 import type { Applier, ApplyResult } from './proxy/applier';
-import { pushData, proxyDataState } from './proxy/edge-client';
+import { pushData, proxyDataState, request } from './proxy/edge-client';
 import { render, sameConfig, type Bundle, type RenderInput, type RenderedTcp, type Templates } from './render/render';
 
-/** Where the live token table comes from (the store); bumps its version on every change. */
+/** Where the live identity tables come from (the store); bumps its version on every change. */
 export interface TokenSource {
   version(): number;
   table(nowS: number): Record<string, EdgeToken>;
+  users?(): Record<string, EdgeUser>;
+  shares?(): Record<string, EdgeShare>;
+  /** Records denials reported by the edge in the audit log. */
+  recordDenials?(entries: EdgeDenial[]): void;
+}
+
+/** A 401/403 the edge reported (no secret in it). */
+export interface EdgeDenial {
+  ts: number;
+  status: number;
+  reason: string;
+  route?: string;
+  token?: string;
+  user?: string;
+  client: string;
+  path?: string;
 }
 
 /** Assigns TCP pool ports to TCP routes (persisted by the store). */
@@ -231,7 +247,9 @@ export class Router {
   }
 
   private async pushIfChanged(force = false): Promise<void> {
-    const data = buildPushData(this.desired, (b) => this.resolved(b), this.d.tokens.table(Math.floor(Date.now() / 1000)));
+    const t = this.d.tokens;
+    const identity = { tokens: t.table(Math.floor(Date.now() / 1000)), users: t.users?.() ?? {}, shares: t.shares?.() ?? {} };
+    const data = buildPushData(this.desired, (b) => this.resolved(b), identity, { clearml_cookie: this.d.config.authCookieName, secure: this.d.config.authSecure });
     const json = JSON.stringify(data);
     if (!force && this.pushedOk && json === this.lastPushed) return;
     this.version += 1;
@@ -257,6 +275,21 @@ export class Router {
       this.pushedOk = false;
     }
     await this.reconcileNow();
+    await this.drainDenials();
+  }
+
+  /** Moves the denials the edge queued into the audit log. */
+  async drainDenials(): Promise<void> {
+    const record = this.d.tokens.recordDenials;
+    if (!record) return;
+    try {
+      const res = await request({ socketPath: this.d.pushSocket, path: '/_internal/denials', method: 'POST', body: '' }, 3000);
+      if (res.status !== 200) return;
+      const entries = JSON.parse(res.body) as EdgeDenial[];
+      if (entries.length) record.call(this.d.tokens, entries);
+    } catch (e) {
+      this.d.log.debug('cannot collect denials', { component: 'router', error: (e as Error).message });
+    }
   }
 
   /** Pure lookup of a backend's IP (literal, or from the DNS cache). */

@@ -1,5 +1,5 @@
-import type { EdgeToken } from './model/push-payload';
-import type { TokenSource } from './router';
+import type { EdgeShare, EdgeToken, EdgeUser } from './model/push-payload';
+import type { EdgeDenial, TokenSource } from './router';
 import type { Store } from './store/store';
 import { edgeTokenTable } from './store/tokens';
 
@@ -14,5 +14,20 @@ export class StoreTokens implements TokenSource {
   }
   table(nowS: number): Record<string, EdgeToken> {
     return edgeTokenTable(this.store, nowS * 1000) as Record<string, EdgeToken>;
+  }
+  users(): Record<string, EdgeUser> {
+    return this.store.edgeUserTable();
+  }
+  shares(): Record<string, EdgeShare> {
+    return this.store.edgeShareTable();
+  }
+  recordDenials(entries: EdgeDenial[]): void {
+    this.store.tx(() => {
+      for (const d of entries) {
+        this.store.audit({ name: 'edge', principal: d.user ?? null, client: d.client ?? null }, `edge.${d.status}`, d.route ?? '-', {
+          reason: d.reason, token: d.token ?? null, path: d.path ?? null, at: Math.round(d.ts * 1000),
+        });
+      }
+    });
   }
 }

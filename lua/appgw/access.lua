@@ -1,14 +1,18 @@
--- access_by_lua (set once per server): resolves the route of the request, checks the caller,
--- chooses the backend order, strips the route prefix and gateway credentials.
+-- access_by_lua (set once per server): resolves the route of the request, identifies and
+-- authorizes the caller, chooses the backend order, strips the route prefix and every gateway
+-- credential. Denials are queued for the router's audit log.
 local state = require "appgw.state"
 local auth = require "appgw.auth"
+local authz = require "appgw.authz"
 local pick = require "appgw.pick"
 local respond = require "appgw.respond"
+local cjson = require "cjson.safe"
 
 local _M = {}
 
 local var = ngx.var
-local ctx_of = function() return ngx.ctx end
+local audit = ngx.shared.appgw_audit
+local AUDIT_MAX = 10000
 
 -- `/service/<task>/...` or `/service/<task>-<name>/...`
 local SERVICE = "^/service/([a-z0-9]+)(%-?[a-z0-9_]*)(/?)"
@@ -16,8 +20,7 @@ local SERVICE = "^/service/([a-z0-9]+)(%-?[a-z0-9_]*)(/?)"
 local function resolve()
   local kind = var.appgw_kind
   if kind == "service" then
-    local uri = var.uri
-    local task, name, slash = uri:match(SERVICE)
+    local task, name, slash = var.uri:match(SERVICE)
     if not task or #task > 40 or (name ~= "" and #name < 2) then return nil end
     local id = task .. name
     return state.route("e:" .. id), "/service/" .. id, slash == "", "e:" .. id
@@ -38,31 +41,91 @@ local function affinity_key(ident)
   return "a:" .. var.remote_addr
 end
 
-local function authorize(ident, route)
-  if ident.admin then return true end
-  return false
+--- Queues a denial for the audit log (route, credential id, reason, client); never a secret.
+local function record_denial(status, reason, key, ident)
+  if audit:llen("q") >= AUDIT_MAX then return end
+  audit:rpush("q", cjson.encode({
+    ts = ngx.now(), status = status, reason = reason, route = key,
+    token = ident and ident.id or nil, user = ident and ident.user or nil,
+    client = var.remote_addr, path = var.uri,
+  }))
 end
 
+local function session_cookie(token, expires)
+  local s = state.settings()
+  local max_age = 12 * 3600
+  if expires then max_age = math.max(0, math.min(max_age, expires - ngx.time())) end
+  local c = auth.session_cookie_name() .. "=" .. ngx.escape_uri(token) .. "; Path=/; HttpOnly; SameSite=Lax; Max-Age=" .. max_age
+  if s.secure then c = c .. "; Secure" end
+  return c
+end
+
+local function path_only()
+  return (var.request_uri or "/"):match("^[^?#]*")
+end
+
+-- The same URL without gw_token.
+local function without_gw_token()
+  local args = ngx.req.get_uri_args(100)
+  args.gw_token = nil
+  local q = ngx.encode_args(args)
+  return path_only() .. (q ~= "" and ("?" .. q) or "")
+end
+
+local function wants_login()
+  return respond.wants_html() and ngx.req.get_method() == "GET"
+end
+
+local function deny(status, reason, key, ident, message, extra)
+  record_denial(status, reason, key, ident)
+  if status == 401 and wants_login() then
+    return ngx.redirect("/_gateway/login?next=" .. ngx.escape_uri(var.request_uri or "/"), 302)
+  end
+  return respond.error(status, reason, message, extra)
+end
+
+local MESSAGES = {
+  credentials_required = "This route needs a gateway token (X-Gateway-Token header, or Authorization: Bearer appgw_…) or a signed-in session.",
+  malformed_token = "The gateway token is malformed.",
+  unknown_token = "The gateway token is not valid.",
+  bad_token = "The gateway token is not valid.",
+  expired_token = "The gateway token has expired or was revoked.",
+  invalid_session = "The ClearML session is not valid; sign in again.",
+  session_check_unavailable = "The session cannot be checked right now; try again shortly.",
+}
+
 function _M.run()
-  -- locations without a kind (health, the 404 fallback) answer from their content handler
+  -- locations without a kind (health, login, the 404 fallback) answer from their content handler
   if var.appgw_kind == "" then return end
+  local ctx = ngx.ctx
   local route, prefix, needs_slash, key = resolve()
+
+  local ident, status, reason = auth.identify(ctx)
+  if not ident then
+    if status == 401 and reason == "unknown_token" then reason = "bad_token" end
+    return deny(status, reason, key, nil, MESSAGES[reason] or "Not signed in.", status == 503 and { retry_after = 5 } or nil)
+  end
+  if var.appgw_kind == "admin" then
+    if not ident.admin then
+      return deny(403, "admin_required", "admin", ident, "The admin API needs an admin identity.")
+    end
+    var.appgw_user = ident.user or ""
+    var.appgw_log_route = "admin"
+    var.appgw_log_token = ident.id or ""
+    auth.strip(ctx)
+    return
+  end
   if not route then
     return respond.error(404, "route_not_found", "No route matches " .. (var.uri or "/") .. ".")
   end
-
-  local presented = auth.presented()
-  if not presented then
-    return respond.error(401, "credentials_required", "This route needs a gateway token in the X-Gateway-Token header.")
+  local ok, why = authz.allowed(ident, route)
+  if not ok then
+    return deny(403, why, key, ident, "You are signed in as " .. tostring(ident.user) .. ", who may not use this route.", { route = route.n })
   end
-  local ident, reason = auth.check_token(presented)
-  if not ident then
-    return respond.error(401, reason, "The gateway token is not valid.")
+  if ctx.appgw_exchange then
+    ngx.header["Set-Cookie"] = session_cookie(ctx.appgw_exchange, state.token(ident.id).e)
+    return ngx.redirect(without_gw_token(), 302)
   end
-  if not authorize(ident, route) then
-    return respond.error(403, "forbidden", "This identity may not use this route.", { route = route.n })
-  end
-
   if needs_slash then
     local args = var.args
     return ngx.redirect(prefix .. "/" .. (args and ("?" .. args) or ""), 301)
@@ -74,12 +137,11 @@ function _M.run()
       { route = route.n, retry_after = 5 })
   end
 
-  local ctx = ctx_of()
   ctx.appgw_order = pick.order(backends, affinity_key(ident))
   ctx.appgw_route = key
   ctx.appgw_token = ident.id
   var.appgw_log_route = key
-  var.appgw_log_token = ident.id
+  var.appgw_log_token = ident.id or ""
 
   if route.s and prefix then
     local rest = var.uri:sub(#prefix + 1)
@@ -89,7 +151,48 @@ function _M.run()
   end
   var.appgw_user = ident.user or ""
   var.appgw_groups = ident.groups and table.concat(ident.groups, ",") or ""
-  ngx.req.clear_header("X-Gateway-Token")
+  auth.strip(ctx)
+end
+
+--- GET /_gateway/login: a small page where a token can be pasted; with ?gw_token= it sets the
+--- session cookie and returns to `next` (same-site paths only).
+function _M.login()
+  local args = ngx.req.get_uri_args(10)
+  local nxt = type(args.next) == "string" and args.next or "/"
+  if nxt:sub(1, 1) ~= "/" or nxt:sub(1, 2) == "//" or nxt:find("[\\%c]") then nxt = "/" end
+  local tok = type(args.gw_token) == "string" and args.gw_token or nil
+  local err
+  if tok then
+    local ident, reason = auth.check_token(tok)
+    if ident then
+      ngx.header["Set-Cookie"] = session_cookie(tok, state.token(ident.id).e)
+      return ngx.redirect(nxt, 302)
+    end
+    record_denial(401, reason, "login", nil)
+    err = MESSAGES[reason] or "The token is not valid."
+    ngx.status = 401
+  end
+  ngx.header["Content-Type"] = "text/html; charset=utf-8"
+  ngx.header["Cache-Control"] = "no-store"
+  local esc = function(s) return (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" })) end
+  ngx.say("<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in · AI Application Gateway</title>",
+    "<style>body{font-family:system-ui,sans-serif;max-width:32em;margin:4em auto;color:#222}",
+    "input{width:100%;padding:.5em;font-family:monospace}button{margin-top:1em;padding:.5em 1.5em}",
+    ".err{color:#a00}</style></head><body><h1>Sign in</h1>",
+    err and ("<p class=\"err\">" .. esc(err) .. "</p>") or "",
+    "<p>Paste a gateway access token (it starts with <code>appgw_</code>), or sign in to ClearML in this browser.</p>",
+    "<form method=\"get\" action=\"/_gateway/login\"><input type=\"hidden\" name=\"next\" value=\"", esc(nxt), "\">",
+    "<input type=\"password\" name=\"gw_token\" autocomplete=\"off\" placeholder=\"appgw_…\" required>",
+    "<button type=\"submit\">Continue</button></form></body></html>")
+end
+
+--- GET /_gateway/logout: clears the session cookie.
+function _M.logout()
+  local s = state.settings()
+  ngx.header["Set-Cookie"] = auth.session_cookie_name() .. "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0" .. (s.secure and "; Secure" or "")
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["Cache-Control"] = "no-store"
+  ngx.say('{"signed_out":true}')
 end
 
 return _M

@@ -1,12 +1,20 @@
--- Who is calling: checks a gateway token (`appgw_<id>_<secret>`) against the pushed token table.
--- Returns an identity table, or nil and a reason code. Never logs or returns the secret.
+-- Who is calling. Credentials, first present wins: X-Gateway-Token; Authorization: Bearer with the
+-- gateway token prefix; ?gw_token= (exchanged for the session cookie by access.lua); the gateway
+-- session cookie; the ClearML web session cookie (validated through the router, cached briefly).
+-- Returns identity {id, user, admin, groups, routes, company, via} or nil, status, reason.
+-- Never logs or returns a secret.
 local state = require "appgw.state"
 local sha256 = require "appgw.sha256"
+local cookies = require "appgw.cookies"
+local cjson = require "cjson.safe"
 
 local _M = {}
 
 local TOKEN_PATTERN = "^appgw_([a-z0-9]+)_([A-Za-z0-9_%-]+)$"
 local MAX_LEN = 256
+local sessions = ngx.shared.appgw_sessions
+local SESSION_TTL = 30
+local NEGATIVE_TTL = 5
 
 --- Parses a token string; returns id, secret or nil.
 function _M.parse(value)
@@ -16,7 +24,7 @@ function _M.parse(value)
   return id, secret
 end
 
---- Checks a presented token. Returns identity {id, user, admin, groups, routes} or nil, reason.
+--- Checks a gateway token. Returns identity or nil, reason.
 function _M.check_token(value)
   local id, secret = _M.parse(value)
   if not id then return nil, "malformed_token" end
@@ -28,11 +36,111 @@ function _M.check_token(value)
   return { id = id, user = rec.u, admin = rec.a == true, groups = rec.g, routes = rec.r }
 end
 
---- The gateway token presented with the request (X-Gateway-Token), or nil.
-function _M.presented()
-  local v = ngx.var.http_x_gateway_token
+local function first(v)
   if type(v) == "table" then return v[1] end
   return v
+end
+
+--- The name of the gateway session cookie.
+function _M.session_cookie_name()
+  local s = state.settings()
+  if s.secure then return "__Host-appgw_session" end
+  return "appgw_session"
+end
+
+-- ClearML session: asks the router (unix socket, through an internal location), caches briefly.
+local function clearml_identity(cookie)
+  local key = "c:" .. (sha256.hex(cookie) or "")
+  local cached = sessions:get(key)
+  if cached then
+    local ident = cjson.decode(cached)
+    if ident and ident.user then return ident end
+    return nil, 401, "invalid_session"
+  end
+  local res = ngx.location.capture("/_appgw_clearml_session", {
+    method = ngx.HTTP_POST, body = cookie, ctx = {}, copy_all_vars = false,
+  })
+  if res.status == 200 then
+    local ident = cjson.decode(res.body)
+    if ident and type(ident.user) == "string" then
+      local u = state.user(ident.user)
+      ident.admin = (u and u.a == true) or ident.role == "admin" or ident.role == "root" or ident.role == "system"
+      ident.groups = u and u.g or {}
+      ident.via = "clearml"
+      sessions:set(key, cjson.encode(ident), SESSION_TTL)
+      return ident
+    end
+  elseif res.status == 401 or res.status == 403 then
+    sessions:set(key, "{}", NEGATIVE_TTL)
+    return nil, 401, "invalid_session"
+  end
+  -- the router or ClearML is unreachable: fail closed, and do not cache
+  return nil, 503, "session_check_unavailable"
+end
+
+--- Finds and checks the caller's credential. Returns ident, or nil, status, reason.
+--- ctx.appgw_strip_auth is set when the Authorization header carried the gateway token;
+--- ctx.appgw_exchange holds a valid ?gw_token= to be exchanged for the session cookie.
+function _M.identify(ctx)
+  local var = ngx.var
+  local h = first(var.http_x_gateway_token)
+  if h then
+    local ident, reason = _M.check_token(h)
+    if not ident then return nil, 401, reason end
+    ident.via = "header"
+    return ident
+  end
+  local authz = first(var.http_authorization)
+  if authz then
+    local tok = authz:match("^[Bb]earer%s+(appgw_%S+)%s*$")
+    if tok then
+      ctx.appgw_strip_auth = true
+      local ident, reason = _M.check_token(tok)
+      if not ident then return nil, 401, reason end
+      ident.via = "bearer"
+      return ident
+    end
+  end
+  local q = var.arg_gw_token
+  if q then
+    q = ngx.unescape_uri(q)
+    local ident, reason = _M.check_token(q)
+    if not ident then return nil, 401, reason end
+    ident.via = "query"
+    ctx.appgw_exchange = q
+    return ident
+  end
+  local header = var.http_cookie
+  if header then
+    local s = cookies.get(header, _M.session_cookie_name())
+    if s then
+      local ident, reason = _M.check_token(ngx.unescape_uri(s))
+      if not ident then return nil, 401, reason end
+      ident.via = "cookie"
+      return ident
+    end
+    local name = state.settings().clearml_cookie
+    local c = name and cookies.get(header, name)
+    if c and c ~= "" then
+      if #c > 8192 then return nil, 401, "invalid_session" end
+      return clearml_identity(c)
+    end
+  end
+  return nil, 401, "credentials_required"
+end
+
+--- Removes every gateway credential from the request before it is proxied.
+function _M.strip(ctx)
+  ngx.req.clear_header("X-Gateway-Token")
+  if ctx.appgw_strip_auth then ngx.req.clear_header("Authorization") end
+  local header = ngx.var.http_cookie
+  if header then
+    local drop = { appgw_session = true, ["__Host-appgw_session"] = true }
+    local name = state.settings().clearml_cookie
+    if name then drop[name] = true end
+    local kept = require("appgw.cookies").without(header, drop)
+    if kept then ngx.req.set_header("Cookie", kept) else ngx.req.clear_header("Cookie") end
+  end
 end
 
 return _M

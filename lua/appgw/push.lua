@@ -56,17 +56,35 @@ function _M.push()
   local keep = {}
   local ok, err = put_all("r:", snap.routes, keep)
   if ok then ok, err = put_all("t:", snap.tokens or {}, keep) end
+  if ok then ok, err = put_all("u:", snap.users or {}, keep) end
+  if ok and type(snap.settings) == "table" then
+    local enc = cjson.encode(snap.settings)
+    ok, err = data:safe_set("meta:settings", enc)
+  end
   if not ok then return reply(507, { error = "store_failed", message = err }) end
   local keys = data:get_keys(0)
   for _, key in ipairs(keys) do
     local p = key:sub(1, 2)
-    if (p == "r:" or p == "t:") and not keep[key] then data:delete(key) end
+    if (p == "r:" or p == "t:" or p == "u:") and not keep[key] then data:delete(key) end
   end
   data:set("meta:epoch", snap.epoch)
   data:set("meta:pushed_at", ngx.now())
   -- the version is written last: readers drop their caches when it changes
   data:set("meta:version", snap.version)
   return reply(200, { ok = true, version = snap.version })
+end
+
+--- POST /_internal/denials: hands the queued edge denials to the router (at most 1000 per call).
+function _M.denials()
+  local audit = ngx.shared.appgw_audit
+  local out = {}
+  for i = 1, 1000 do
+    local v = audit:lpop("q")
+    if not v then break end
+    out[i] = v
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say("[", table.concat(out, ","), "]")
 end
 
 --- GET /_internal/state: what the proxy holds, so the router can tell a restarted proxy.

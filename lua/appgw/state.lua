@@ -42,6 +42,14 @@ function _M.route(key) return get("r:" .. key) end
 --- The token record for a token id, or nil.
 function _M.token(id) return get("t:" .. id) end
 
+--- The user record (admin flag, groups) for a user id, or nil.
+function _M.user(id) return get("u:" .. id) end
+
+local EMPTY = {}
+
+--- Gateway settings pushed by the router (cookie names, secure flag).
+function _M.settings() return get("meta:settings") or EMPTY end
+
 --- Version of the pushed data, 0 before the first push.
 function _M.version() return data:get("meta:version") or 0 end
 

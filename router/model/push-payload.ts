@@ -20,6 +20,29 @@ export interface EdgeRoute {
   t?: string;
   /** Allowed groups (static). */
   g?: string[];
+  /** Users and groups the task is shared with, and its policy (ephemeral). */
+  su?: string[];
+  sg?: string[];
+  pol?: 'owner' | 'company';
+}
+
+/** A user as the proxy reads it (for identities from ClearML sessions): admin flag and groups. */
+export interface EdgeUser {
+  a: boolean;
+  g: string[];
+}
+
+/** Sharing of one task: policy, users, groups. */
+export interface EdgeShare {
+  p: 'owner' | 'company';
+  u: string[];
+  g: string[];
+}
+
+/** Gateway settings the Lua reads (cookie names, Secure flag). */
+export interface EdgeSettings {
+  clearml_cookie: string;
+  secure: boolean;
 }
 
 /** A token as the proxy reads it: sha256 hex of the secret and who it grants access as. */
@@ -36,16 +59,26 @@ export interface EdgeToken {
 export interface PushData {
   routes: Record<string, EdgeRoute>;
   tokens: Record<string, EdgeToken>;
+  users: Record<string, EdgeUser>;
+  settings: EdgeSettings;
+}
+
+/** Identity data pushed alongside the routes. */
+export interface IdentityData {
+  tokens: Record<string, EdgeToken>;
+  users: Record<string, EdgeUser>;
+  shares: Record<string, EdgeShare>;
 }
 
 /**
- * Pure. Builds the pushed data from the desired state, the resolved backend addresses and the
- * live token table. Backends whose host could not be resolved to an IP are left out.
+ * Pure. Builds the pushed data from the desired state, the resolved backend addresses, the
+ * live identity tables and the edge settings. Backends whose host could not be resolved to an IP are left out.
  */
 export function buildPushData(
   desired: DesiredState,
   resolve: (b: Backend) => string | null,
-  tokens: Record<string, EdgeToken>,
+  identity: IdentityData,
+  settings: EdgeSettings,
 ): PushData {
   const routes: Record<string, EdgeRoute> = {};
   const addrs = (bs: Backend[]) =>
@@ -57,6 +90,12 @@ export function buildPushData(
     const rec: EdgeRoute = { n: r.id, k: 'e', b: addrs([r.backend]), s: r.stripPrefix, t: r.taskId };
     if (r.owner) rec.o = r.owner;
     if (r.company) rec.c = r.company;
+    const share = identity.shares[r.taskId];
+    if (share) {
+      if (share.u.length) rec.su = share.u;
+      if (share.g.length) rec.sg = share.g;
+      if (share.p !== 'owner') rec.pol = share.p;
+    }
     routes[`e:${r.id}`] = rec;
   }
   for (const r of desired.static) {
@@ -65,5 +104,5 @@ export function buildPushData(
     if (rec.s && r.path) rec.p = r.path.replace(/\/$/, '');
     routes[`s:${r.name}`] = rec;
   }
-  return { routes, tokens };
+  return { routes, tokens: identity.tokens, users: identity.users, settings };
 }

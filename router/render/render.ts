@@ -148,7 +148,7 @@ export function render(t: Templates, input: RenderInput): Bundle {
     }),
   );
   files.set('server-common.conf', t.serverCommon(common));
-  files.set('gateway-locations.conf', t.gatewayLocations(common));
+  files.set('gateway-locations.conf', t.gatewayLocations({ ...common, runDir: input.runDir }));
   files.set('generation.conf', `set $appgw_generation "${input.generation}";\n`);
 
   const statics = [...input.static].filter((r) => r.enabled).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
