@@ -83,7 +83,8 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
   if (config.proxyMode === 'local') control = local!;
   else if (config.proxyMode === 'external') control = new ExternalProxy(local);
   else {
-    const { DockerProxy } = await import('./proxy/docker-proxy');
+    // loaded only in docker mode, so other modes never load dockerode
+    const { DockerProxy } = require('./proxy/docker-proxy') as typeof import('./proxy/docker-proxy');
     control = new DockerProxy(config.dockerSocket, config.proxyContainer, log);
   }
   if (opts.wrapControl) control = opts.wrapControl(control);
