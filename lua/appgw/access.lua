@@ -64,12 +64,13 @@ local function path_only()
   return (var.request_uri or "/"):match("^[^?#]*")
 end
 
--- The same URL without gw_token.
+-- The same URL without gw_token, other arguments kept in their order and encoding.
 local function without_gw_token()
-  local args = ngx.req.get_uri_args(100)
-  args.gw_token = nil
-  local q = ngx.encode_args(args)
-  return path_only() .. (q ~= "" and ("?" .. q) or "")
+  local kept = {}
+  for part in (var.args or ""):gmatch("[^&]+") do
+    if not part:find("^gw_token=") and part ~= "gw_token" then kept[#kept + 1] = part end
+  end
+  return path_only() .. (#kept > 0 and ("?" .. table.concat(kept, "&")) or "")
 end
 
 local function wants_login()
