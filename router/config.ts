@@ -63,7 +63,7 @@ interface VarSpec {
   expects: string;
 }
 
-/** Every variable the router reads, in the order runtime.env.example documents them. */
+/** Every variable the router reads (runtime.env.example documents each, grouped by topic). */
 export const VARIABLES: VarSpec[] = [
   { name: 'ROUTER_NAME', expects: 'a name of 1-63 characters [a-z0-9-]' },
   { name: 'ROUTER_URL', expects: 'an absolute http(s) URL such as http://gateway.example.com:8080' },
@@ -104,7 +104,8 @@ export const VARIABLES: VarSpec[] = [
   { name: 'LOGGER_LEVEL', expects: 'one of error, warn, info, debug (any case)' },
 ];
 
-const SPEC_BY_NAME = new Map(VARIABLES.map((v) => [v.name, v]));
+/** Each variable's spec, by its name and by each of its aliases. */
+const SPEC_BY_NAME = new Map(VARIABLES.flatMap((v) => [v.name, ...(v.aliases ?? [])].map((n) => [n, v] as const)));
 
 function bad(name: string, value: string | undefined): never {
   const spec = SPEC_BY_NAME.get(name);
@@ -247,11 +248,11 @@ export function parseConfig(env: Env, cwd: string): Config {
   for (const q of queues) if (!/^[A-Za-z0-9_.*?\-]{1,128}$/.test(q)) bad('LISTEN_QUEUE_NAME', q);
 
   const cookie = str(env, 'AUTH_COOKIE_NAME', 'clearml_token_basic');
-  if (!COOKIE_NAME.test(cookie)) bad('AUTH_COOKIE_NAME', cookie);
+  if (!COOKIE_NAME.test(cookie)) bad(read(env, 'AUTH_COOKIE_NAME').from, cookie);
 
   const tcpAddress = optStr(env, 'TCP_ROUTER_ADDRESS');
   const tcpHost = tcpAddress?.replace(/^[a-z]+:\/\//, '').replace(/:\d+$/, '').replace(/\/$/, '') ?? null;
-  if (tcpHost !== null && !HOST.test(tcpHost)) bad('TCP_ROUTER_ADDRESS', tcpAddress ?? undefined);
+  if (tcpHost !== null && !HOST.test(tcpHost)) bad(read(env, 'TCP_ROUTER_ADDRESS').from, tcpAddress ?? undefined);
   const portStart = int(env, 'TCP_PORT_START', null, 1, 65535);
   const portEnd = int(env, 'TCP_PORT_END', null, 1, 65535);
   if ((portStart === null) !== (portEnd === null)) bad(portStart === null ? 'TCP_PORT_START' : 'TCP_PORT_END', undefined);

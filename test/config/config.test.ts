@@ -201,10 +201,7 @@ describe('parseConfig: aliases', () => {
     expect(e.message).not.toMatch(/[\n\r]/);
   });
 
-  // router/config.ts names the alias but looks the expectation up under the alias and finds none
-  // ("expected a valid value"), or (AUTH_COOKIE_NAME, TCP_ROUTER_ADDRESS) names the canonical
-  // variable the user did not write. When fixed, jest fails here and `.failing` must go.
-  it.failing.each(pairs)('KNOWN BUG: a bad %s given as %s names the alias and what it expects', (name, alias) => {
+  it.each(pairs)('a bad %s given as %s names the alias and what it expects', (name, alias) => {
     const bad = BAD[name]!;
     const e = userError(() => parseConfig({ ...bad.with, [alias]: bad.value }, CWD));
     expect(e.message.startsWith(`${alias} is `)).toBe(true);
