@@ -249,7 +249,7 @@ export class Router {
   private async pushIfChanged(force = false): Promise<void> {
     const t = this.d.tokens;
     const identity = { tokens: t.table(Math.floor(Date.now() / 1000)), users: t.users?.() ?? {}, shares: t.shares?.() ?? {} };
-    const data = buildPushData(this.desired, (b) => this.resolved(b), identity, { clearml_cookie: this.d.config.authCookieName, secure: this.d.config.authSecure });
+    const data = buildPushData(this.desired, (b) => this.resolved(b), identity, { clearml_cookie: this.d.config.authCookieName, secure: this.d.config.authSecure, read_timeout_s: this.d.config.readTimeoutS });
     const json = JSON.stringify(data);
     if (!force && this.pushedOk && json === this.lastPushed) return;
     this.version += 1;

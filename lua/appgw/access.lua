@@ -7,6 +7,7 @@ local authz = require "appgw.authz"
 local pick = require "appgw.pick"
 local respond = require "appgw.respond"
 local cjson = require "cjson.safe"
+local tunnel = require "appgw.tunnel"
 
 local _M = {}
 
@@ -153,6 +154,10 @@ function _M.run()
   var.appgw_user = ident.user or ""
   var.appgw_groups = ident.groups and table.concat(ident.groups, ",") or ""
   auth.strip(ctx)
+  if var.http_upgrade then
+    -- tunnelled in Lua so that revoking the token closes the connection
+    return tunnel.run(ctx.appgw_order, ident, (state.settings().read_timeout_s or 3600) * 1000)
+  end
 end
 
 --- GET /_gateway/login: a small page where a token can be pasted; with ?gw_token= it sets the

@@ -4,7 +4,7 @@ local _M = {}
 function _M.init()
   require "resty.core"
   for _, name in ipairs({ "appgw.hex", "appgw.sha256", "appgw.cookies", "appgw.authz", "appgw.respond", "appgw.state", "appgw.auth",
-                          "appgw.pick", "appgw.access", "appgw.balancer", "appgw.push", "appgw.health",
+                          "appgw.pick", "appgw.tunnel", "appgw.access", "appgw.balancer", "appgw.push", "appgw.health",
                           "appgw.stats" }) do
     require(name)
   end

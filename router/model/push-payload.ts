@@ -43,6 +43,8 @@ export interface EdgeShare {
 export interface EdgeSettings {
   clearml_cookie: string;
   secure: boolean;
+  /** Idle read timeout of tunnelled (WebSocket) connections, seconds. */
+  read_timeout_s: number;
 }
 
 /** A token as the proxy reads it: sha256 hex of the secret and who it grants access as. */
