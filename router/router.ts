@@ -16,7 +16,8 @@ import { render, sameConfig, type Bundle, type RenderInput, type RenderedTcp, ty
 /** Where the live identity tables come from (the store); bumps its version on every change. */
 export interface TokenSource {
   version(): number;
-  table(nowS: number): Record<string, EdgeToken>;
+  /** Live tokens at `nowMs` (revoked and expired ones left out). */
+  table(nowMs: number): Record<string, EdgeToken>;
   users?(): Record<string, EdgeUser>;
   shares?(): Record<string, EdgeShare>;
   /** Records denials reported by the edge in the audit log. */
@@ -131,7 +132,7 @@ export class Router {
       } catch (e) {
         this.d.log.warn('cannot read the token version', { component: 'router', error: (e as Error).message });
       }
-    }, 20);
+    }, 10);
     this.watchTimer.unref();
   }
 
@@ -157,7 +158,7 @@ export class Router {
     this.reconcileTimer = setTimeout(() => {
       this.reconcileTimer = null;
       void this.reconcileNow();
-    }, 5);
+    }, 2);
   }
 
   /** Runs one reconcile (serialised: a call during a run makes the run repeat once). */
@@ -248,7 +249,7 @@ export class Router {
 
   private async pushIfChanged(force = false): Promise<void> {
     const t = this.d.tokens;
-    const identity = { tokens: t.table(Math.floor(Date.now() / 1000)), users: t.users?.() ?? {}, shares: t.shares?.() ?? {} };
+    const identity = { tokens: t.table(Date.now()), users: t.users?.() ?? {}, shares: t.shares?.() ?? {} };
     const data = buildPushData(this.desired, (b) => this.resolved(b), identity, { clearml_cookie: this.d.config.authCookieName, secure: this.d.config.authSecure, read_timeout_s: this.d.config.readTimeoutS });
     const json = JSON.stringify(data);
     if (!force && this.pushedOk && json === this.lastPushed) return;

@@ -12,8 +12,8 @@ export class StoreTokens implements TokenSource {
   version(): number {
     return this.store.version();
   }
-  table(nowS: number): Record<string, EdgeToken> {
-    return edgeTokenTable(this.store, nowS * 1000) as Record<string, EdgeToken>;
+  table(nowMs: number): Record<string, EdgeToken> {
+    return edgeTokenTable(this.store, nowMs) as Record<string, EdgeToken>;
   }
   users(): Record<string, EdgeUser> {
     return this.store.edgeUserTable();
