@@ -10,5 +10,5 @@ COPY templates ./templates
 COPY lua ./lua
 COPY examples ./examples
 ENV NODE_ENV=production PROXY_MODE=docker DATA_DIR=/var/lib/appgw NGINX_CONF_DIR=/etc/appgw/nginx LUA_DIR=/etc/appgw/lua RUN_DIR=/var/run/appgw
-ENTRYPOINT ["node", "bin/appgw"]
+ENTRYPOINT ["bin/appgw"]
 CMD ["serve"]

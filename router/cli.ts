@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isUserError, errorMessage } from './errors';
@@ -33,10 +33,15 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
   program
     .description('AI Application Gateway: the identity-aware front door to AI workloads')
     .option('--env-file <file>', 'read configuration from a runtime.env file (the environment wins)')
+    .addOption(new Option('--appgw-env-file <file>').hideHelp())
     .configureOutput({ writeOut: io.out, writeErr: io.err, outputError: (s, w) => w(s) })
     .exitOverride()
     .showHelpAfterError(false);
-  const envFile = () => program.opts<{ envFile?: string }>().envFile;
+  // bin/appgw renames --env-file (Node 20 would read it itself)
+  const envFile = () => {
+    const o = program.opts<{ envFile?: string; appgwEnvFile?: string }>();
+    return o.envFile ?? o.appgwEnvFile;
+  };
 
   program
     .command('serve')

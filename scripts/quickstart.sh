@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
-exec node bin/appgw serve --demo "$@"
+exec bin/appgw serve --demo "$@"
