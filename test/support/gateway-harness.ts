@@ -52,11 +52,14 @@ export function childPids(master: number): number[] {
 
 /**
  * Starts a real gateway (router in-process, local Debian nginx with the rendered config and the
- * project's Lua) on a free port in a temp dir. Stop it with `stop()`.
+ * project's Lua) on a free port in a temp dir. Stop it with `stop()`. With `dir`, it runs in that
+ * DATA_DIR instead (a restarted router adopts the nginx still running there); with
+ * `env.ROUTER__WEBSERVER__SERVER_PORT`, on that port.
  */
-export async function startTestGateway(opts: Partial<GatewayOptions> & { env?: Record<string, string> } = {}): Promise<TestGateway> {
-  const dir = mkdtempSync(join(tmpdir(), 'appgw-'));
-  const port = await freePort();
+export async function startTestGateway(opts: Partial<GatewayOptions> & { env?: Record<string, string>; dir?: string } = {}): Promise<TestGateway> {
+  const { dir: given, ...gatewayOpts } = opts;
+  const dir = given ?? mkdtempSync(join(tmpdir(), 'appgw-'));
+  const port = opts.env?.ROUTER__WEBSERVER__SERVER_PORT ? Number(opts.env.ROUTER__WEBSERVER__SERVER_PORT) : await freePort();
   const env = {
     DATA_DIR: dir,
     LISTEN_ADDRESS: '127.0.0.1',
@@ -72,7 +75,7 @@ export async function startTestGateway(opts: Partial<GatewayOptions> & { env?: R
   const log = memoryLogger();
   const tokens = opts.tokens instanceof MemoryTokens ? opts.tokens : new MemoryTokens();
   const adminToken = tokens.add({ u: 'admin', a: true });
-  const gw = await startGateway(config, log, { providers: [], tokens, settleMs: 50, ...opts });
+  const gw = await startGateway(config, log, { providers: [], tokens, settleMs: 50, ...gatewayOpts });
   const url = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await fetch(`${url}/_gateway/health`)).status === 200, 10000, 'edge health');
   const errorLogPath = join(dir, 'logs', 'error.log');
