@@ -118,7 +118,7 @@ export function viewAudit(a: AuditEntry) {
 }
 
 /** Route status as the API and `appgw route list` show it. */
-export type RouteStatusText = 'Not in use' | 'Pending' | 'Routing' | 'Disabled' | 'Rejected';
+export type RouteStatusText = 'Not in use' | 'Pending' | 'Routing' | 'Disabled' | 'Rejected' | 'Unknown';
 
 /** A static route as the API shows it. */
 export interface RouteView {
@@ -138,7 +138,10 @@ export interface RouteView {
   backends: string[];
   /** Backends the edge routes to now (configured plus task bindings), as the router last merged them. */
   live_backends: string[];
-  /** Not in use: no backend; Pending: backends known, none reachable yet (or the router has not taken the change in yet); Routing. */
+  /**
+   * Not in use: no backend; Pending: backends known, none reachable yet (or the router has not
+   * taken the change in yet); Routing; Disabled; Rejected (see problem); Unknown: no router status.
+   */
   status: RouteStatusText;
   /** Why the route is not live as defined (a clash with another route, a failed validation). */
   problem: string | null;
@@ -174,7 +177,8 @@ function liveStatus(enabled: boolean, live: string[], reachable: Set<string> | n
 /**
  * Pure. Store routes and file routes with their live state: a store route not yet taken in by the
  * router is Pending (or Not in use without backends); one the merge refused is Rejected with the
- * reason. Sorted by name, store before file on a (refused) name clash.
+ * reason; without a router status every status is Unknown. Sorted by name, store before file on
+ * a (refused) name clash.
  */
 export function buildRouteViews(input: RouteViewInput): RouteView[] {
   const statics = new Map<string, LiveRoute>();
@@ -187,7 +191,8 @@ export function buildRouteViews(input: RouteViewInput): RouteView[] {
     const mine = live?.provider === STORE_PROVIDER ? live : undefined;
     let status: RouteStatusText;
     let problem = problemOf(rejections, STORE_PROVIDER, s.name);
-    if (mine) status = liveStatus(s.enabled, mine.backends, input.reachable);
+    if (!input.status) status = 'Unknown';
+    else if (mine) status = liveStatus(s.enabled, mine.backends, input.reachable);
     else if (problem !== null || live) {
       status = 'Rejected';
       problem ??= `the name is taken by the ${live!.provider} provider's route`;
@@ -221,7 +226,8 @@ export function buildRouteViews(input: RouteViewInput): RouteView[] {
     const rejected = problemOf(rejections, 'file', name);
     let status: RouteStatusText;
     let problem: string | null = rejected;
-    if (mine) status = liveStatus(enabled, mine.backends, input.reachable);
+    if (!input.status) status = 'Unknown';
+    else if (mine) status = liveStatus(enabled, mine.backends, input.reachable);
     else if (rejected !== null) status = 'Rejected';
     else {
       status = !enabled ? 'Disabled' : def && def.backends.length === 0 ? 'Not in use' : 'Pending';
