@@ -10,6 +10,7 @@ import { ensureAdminToken } from './store/bootstrap';
 import { openStore, CLI_ACTOR, type Store } from './store/store';
 import { createToken } from './store/tokens';
 import { StoreTokens } from './store-tokens';
+import { PortPool } from './tcp/port-pool';
 
 /** Reads the environment: an optional env file, with variables already set in the environment winning. */
 export function loadEnv(envFile: string | undefined, processEnv: NodeJS.ProcessEnv): Record<string, string | undefined> {
@@ -89,7 +90,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
   const providers = await buildProviders(config, log);
   let gw: Gateway;
   try {
-    gw = await startGateway(config, log, { providers, tokens: new StoreTokens(store) });
+    gw = await startGateway(config, log, { providers, tokens: new StoreTokens(store), ports: new PortPool(store, config, { log: log.child({ component: 'tcp-pool' }) }) });
   } catch (e) {
     demo?.close();
     store.close();
