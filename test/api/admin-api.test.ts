@@ -29,7 +29,7 @@ describe('admin API through the real edge (SQLite store, real nginx)', () => {
   const api = (method: string, path: string, body?: unknown, token: string | null = admin): Promise<Res> => {
     const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     // Content-Length always: node sends a DELETE body unframed otherwise
-    const framing = text === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) };
+    const framing: Record<string, string> = text === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) };
     return req(`${g.url}/_gateway/api/${path}`, { method, headers: { ...(token ? { 'x-gateway-token': token } : {}), ...framing }, body: text });
   };
 
