@@ -89,6 +89,10 @@ describe('admin API through the real edge (SQLite store, real nginx)', () => {
     store.addMember('team', 'bob', SETUP);
     const route = await api('POST', 'routes', { name: 'team-echo', path: '/team-echo/', allowed_groups: ['team'], backends: [`127.0.0.1:${echo.port}`] });
     expect(route.status).toBe(201);
+    // the new route needs a reload: wait until it is live and no old worker still accepts
+    await waitFor(async () => (await req(`${g.url}/team-echo/`, { headers: { 'x-gateway-token': admin } })).status === 200, 5000, 'route live');
+    await waitFor(async () => g.gw.router.stats.lastApply?.generation === (await req(`${g.url}/_gateway/health`)).json().generation, 5000, 'reload confirmed');
+    await waitFor(() => g.workerPids().length === 2, 10_000, 'old workers gone');
 
     const created = await api('POST', 'tokens', { label: 'ci job', expires_in: '7d', as: 'bob', routes: ['team-echo'] });
     expect(created.status).toBe(201);

@@ -62,10 +62,16 @@ describe('static routes from the store (API and CLI) through the real edge', () 
     return req(`${g.url}/_gateway/api/${path}`, { method, headers: { 'x-gateway-token': admin, ...framing }, body: text });
   };
   const get = (path: string, token = admin, headers: Record<string, string> = {}) => req(`${g.url}${path}`, { headers: { 'x-gateway-token': token, ...headers } });
-  /** Worker pids once the last reload is confirmed and no old worker is still draining. */
+  /** Worker pids once the last reload is confirmed and no old worker is still draining (an old worker may still accept a connection right after a reload). */
   const settledPids = async () => {
     await waitFor(async () => g.gw.router.stats.lastApply?.generation === (await req(`${g.url}/_gateway/health`)).json().generation, 10_000, 'last apply confirmed');
     return waitFor(() => (g.workerPids().length === 2 ? g.workerPids() : null), 10_000, 'two workers');
+  };
+  /** Waits until a change that needs a reload is live, and stays live on every worker. */
+  const untilLive = async (cond: () => Promise<boolean>, what: string) => {
+    await waitFor(cond, 5000, what);
+    await settledPids();
+    expect(await cond()).toBe(true);
   };
   const errorLog = () => (existsSync(join(storeDir, 'logs', 'error.log')) ? readFileSync(join(storeDir, 'logs', 'error.log'), 'utf8') : '');
 
@@ -93,7 +99,7 @@ describe('static routes from the store (API and CLI) through the real edge', () 
       // one DATA_DIR for the router and the store, as in production: the CLI reads status.json there
       env: { ROUTER_DOMAIN: 'gw.test', DATA_DIR: storeDir },
     });
-    await waitFor(async () => (await get('/filed/')).status === 200, 10_000, 'file route live');
+    await untilLive(async () => (await get('/filed/')).status === 200, 'file route live');
   });
 
   afterAll(async () => {
@@ -113,7 +119,7 @@ describe('static routes from the store (API and CLI) through the real edge', () 
     const created = await api('POST', 'routes', { name: 'llm', path: '/llm/', description: 'the team LLM' });
     expect(created.status).toBe(201);
     expect(created.json().route).toMatchObject({ name: 'llm', source: 'store', read_only: false, path: '/llm/', backends: [], description: 'the team LLM', strip_prefix: true, enabled: true });
-    await waitFor(async () => (await get('/llm/v1/models')).status === 503, 5000, 'route live without backends');
+    await untilLive(async () => (await get('/llm/v1/models')).status === 503, 'route live without backends');
     const r = await get('/llm/v1/models');
     expect(r.headers['retry-after']).toBe('5');
     expect(r.headers['content-type']).toBe('application/json');
@@ -162,21 +168,21 @@ describe('static routes from the store (API and CLI) through the real edge', () 
 
   test('a subdomain route answers on <sub>.<ROUTER_DOMAIN>; an unknown subdomain is 404', async () => {
     expect((await api('POST', 'routes', { name: 'chat', subdomain: 'chat', backends: [`127.0.0.1:${b.port}`] })).status).toBe(201);
-    await waitFor(async () => (await get('/v1/x', admin, { host: 'chat.gw.test' })).status === 200, 5000, 'subdomain route live');
+    await untilLive(async () => (await get('/v1/x', admin, { host: 'chat.gw.test' })).status === 200, 'subdomain route live');
     expect((await get('/v1/x', admin, { host: 'chat.gw.test' })).json()).toMatchObject({ backend: 'b', url: '/v1/x' });
     expect((await get('/v1/x', admin, { host: 'other.gw.test' })).status).toBe(404);
   });
 
   test('a disabled route is not served; enabling it brings it back', async () => {
     expect((await api('PUT', 'routes/chat', { enabled: false })).json().route).toMatchObject({ enabled: false, status: 'Disabled' });
-    await waitFor(async () => (await get('/', admin, { host: 'chat.gw.test' })).status === 404, 5000, 'disabled route gone');
+    await untilLive(async () => (await get('/', admin, { host: 'chat.gw.test' })).status === 404, 'disabled route gone');
     await api('PUT', 'routes/chat', { enabled: true });
-    await waitFor(async () => (await get('/', admin, { host: 'chat.gw.test' })).status === 200, 5000, 'enabled again');
+    await untilLive(async () => (await get('/', admin, { host: 'chat.gw.test' })).status === 200, 'enabled again');
   });
 
   test('deleting a route: its URL answers 404', async () => {
     expect((await api('DELETE', 'routes/chat')).json()).toEqual({ removed: 'route', name: 'chat' });
-    await waitFor(async () => (await get('/', admin, { host: 'chat.gw.test' })).status === 404, 5000, 'deleted route gone');
+    await untilLive(async () => (await get('/', admin, { host: 'chat.gw.test' })).status === 404, 'deleted route gone');
     expect((await api('GET', 'routes/chat')).status).toBe(404);
     expect((await api('DELETE', 'routes/chat')).status).toBe(404);
   });
@@ -186,7 +192,7 @@ describe('static routes from the store (API and CLI) through the real edge', () 
     const created = await appgwRoute(env, 'route', 'create', 'from-cli', '--path', '/from-cli/', '--group', 'ml-team', '--description', 'made by the CLI');
     expect(created).toMatchObject({ code: 0, err: '' });
     expect(created.out).toMatch(/^created route from-cli: path \/from-cli\/; backends none/);
-    await waitFor(async () => (await get('/from-cli/', bob)).status === 503, 5000, 'CLI route live');
+    await untilLive(async () => (await get('/from-cli/', bob)).status === 503, 'CLI route live');
 
     const pids = await settledPids();
     const added = await appgwRoute(env, 'route', 'update', 'from-cli', '--add-backend', `127.0.0.1:${b.port}`);
@@ -205,7 +211,7 @@ describe('static routes from the store (API and CLI) through the real edge', () 
 
     const deleted = await appgwRoute(env, 'route', 'delete', 'from-cli');
     expect(deleted).toMatchObject({ code: 0, out: 'deleted route from-cli\n' });
-    await waitFor(async () => (await get('/from-cli/', bob)).status === 404, 5000, 'CLI route gone');
+    await untilLive(async () => (await get('/from-cli/', bob)).status === 404, 'CLI route gone');
 
     const readOnly = await appgwRoute(env, 'route', 'update', 'filed', '--add-backend', `127.0.0.1:${b.port}`);
     expect(readOnly.code).toBe(2);
