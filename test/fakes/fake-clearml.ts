@@ -81,26 +81,26 @@ function set(obj: Record<string, unknown>, path: string, value: unknown): void {
 
 /** `only_fields` projection: nested fields come back nested; `id` is always returned. */
 function project(task: Record<string, unknown>, fields: unknown): Record<string, unknown> {
-  const copy = structuredClone(task);
-  if (!Array.isArray(fields) || fields.length === 0) return copy;
+  if (!Array.isArray(fields) || fields.length === 0) return structuredClone(task);
   const out: Record<string, unknown> = { id: task.id };
   for (const f of fields) {
     if (typeof f !== 'string') continue;
-    const v = get(copy, f);
+    const v = get(task, f);
     if (v !== undefined) set(out, f, v);
   }
-  return out;
+  return structuredClone(out);
 }
 
-/** List-field filter: plain values are OR-ed, `-x` excludes; an empty list is no condition. */
-function matchList(actual: unknown, wanted: unknown): boolean {
+/** A list-field filter: plain values are OR-ed, `-x` excludes; an empty list is no condition. */
+function listFilter(wanted: unknown): (actual: unknown) => boolean {
   const values = (Array.isArray(wanted) ? wanted : [wanted]).filter((v) => v !== null && v !== undefined).map(String);
-  if (values.length === 0) return true;
-  const include = values.filter((v) => !v.startsWith('-'));
-  const exclude = values.filter((v) => v.startsWith('-')).map((v) => v.slice(1));
-  const have = (Array.isArray(actual) ? actual : actual === undefined || actual === null ? [] : [actual]).map(String);
-  if (include.length > 0 && !have.some((h) => include.includes(h))) return false;
-  return !have.some((h) => exclude.includes(h));
+  const include = new Set(values.filter((v) => !v.startsWith('-')));
+  const exclude = new Set(values.filter((v) => v.startsWith('-')).map((v) => v.slice(1)));
+  return (actual) => {
+    const have = (Array.isArray(actual) ? actual : actual === undefined || actual === null ? [] : [actual]).map(String);
+    if (include.size > 0 && !have.some((h) => include.has(h))) return false;
+    return !have.some((h) => exclude.has(h));
+  };
 }
 
 function compare(a: unknown, b: unknown): number {
@@ -475,9 +475,11 @@ export class FakeClearml {
 
   private getAllTasks(body: Record<string, unknown>): Record<string, unknown>[] {
     const byId = body.id !== undefined && body.id !== null;
+    const lists = LIST_FIELDS.filter((f) => body[f] !== undefined).map((f) => [f, listFilter(body[f])] as const);
+    const runtimeKeys = Object.entries(body).filter(([k]) => k.startsWith('runtime.'));
     let list = [...this.tasks.values()].filter((t) => {
-      for (const f of LIST_FIELDS) if (body[f] !== undefined && !matchList(get(t, f), body[f])) return false;
-      for (const [k, v] of Object.entries(body)) if (k.startsWith('runtime.') && t.runtime[k.slice(8)] !== v) return false;
+      for (const [f, match] of lists) if (!match(get(t, f))) return false;
+      for (const [k, v] of runtimeKeys) if (t.runtime[k.slice(8)] !== v) return false;
       if (!byId && body.search_hidden !== true && t.system_tags.includes('hidden')) return false;
       return true;
     });
@@ -488,14 +490,16 @@ export class FakeClearml {
   private order<T>(list: T[], orderBy: unknown): T[] {
     const keys = (Array.isArray(orderBy) ? orderBy : typeof orderBy === 'string' ? [orderBy] : []).filter((k): k is string => typeof k === 'string');
     if (keys.length === 0) return list;
-    return list.sort((a, b) => {
-      for (const k of keys) {
-        const desc = k.startsWith('-');
-        const c = compare(get(a, desc ? k.slice(1) : k), get(b, desc ? k.slice(1) : k));
-        if (c !== 0) return desc ? -c : c;
+    const specs = keys.map((k) => (k.startsWith('-') ? { path: k.slice(1), sign: -1 } : { path: k, sign: 1 }));
+    const rows = list.map((item) => ({ item, values: specs.map((sp) => get(item, sp.path)) }));
+    rows.sort((a, b) => {
+      for (let i = 0; i < specs.length; i++) {
+        const c = compare(a.values[i], b.values[i]);
+        if (c !== 0) return c * specs[i]!.sign;
       }
       return 0;
     });
+    return rows.map((r) => r.item);
   }
 
   /** page/page_size with the 500 cap; without paging the answer is silently capped at 500. */
@@ -546,7 +550,7 @@ export class FakeClearml {
       }
       list = list.filter((q) => re.test(q.name));
     }
-    if (body.id !== undefined) list = list.filter((q) => matchList(q.id, body.id));
+    if (body.id !== undefined) list = list.filter((q) => listFilter(body.id)(q.id));
     list = this.order(list, body.order_by);
     return this.page(list, body).map((q) => project(q, body.only_fields));
   }
