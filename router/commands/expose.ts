@@ -3,7 +3,7 @@ import { type NetworkInterfaceInfo, networkInterfaces } from 'node:os';
 import { UserError } from '../errors';
 import { checkEndpointName, checkHost, checkPort, checkTaskId } from '../model/validate';
 import { type ClearmlClient, ClearmlError } from '../providers/clearml/api-client';
-import { EXTERNAL_SERVICE_TAG, RUNTIME_KEYS, runtimeKey } from '../providers/clearml/parse-task';
+import { EXTERNAL_SERVICE_TAG, RUNTIME_KEYS, isObject, runtimeKey } from '../providers/clearml/parse-task';
 
 /**
  * `appgw expose`: asks the gateway to route a port of a ClearML task by writing what
@@ -33,8 +33,6 @@ export interface ExposeResult {
   written: Record<string, unknown>;
   tagAdded: boolean;
 }
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Pure. The first non-internal IPv4 address among `interfaces`, or null. */
 export function defaultAddress(interfaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): string | null {

@@ -5,7 +5,7 @@ import type { Backend, ProviderState, Rejection, Snapshot } from '../../model/ty
 import { routeId } from '../../model/validate';
 import type { Provider, ProviderStatus, Publication } from '../provider';
 import { type ApiObject, ClearmlClient, type ClearmlClientOptions, ClearmlError, MAX_PAGE_SIZE, createClearmlClient } from './api-client';
-import { EXTERNAL_SERVICE_TAG, RUNTIME_KEYS, type TcpWriteBack, formatBackend, parseTasks, runtimeKey } from './parse-task';
+import { EXTERNAL_SERVICE_TAG, RUNTIME_KEYS, type TcpWriteBack, formatBackend, isObject, parseTasks, runtimeKey } from './parse-task';
 
 /** The fields asked of tasks.get_all: what parsing needs, and a few for operators' logs. */
 export const TASK_FIELDS = ['id', 'name', 'status', 'user', 'company', 'project', 'system_tags', 'runtime', 'execution.queue', 'last_update'];
@@ -36,8 +36,6 @@ interface GoodView {
   key: string;
   snapshot: Snapshot;
 }
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Pure. A LISTEN_QUEUE_NAME entry (`*` and `?` wildcards) as an anchored regular expression. */
 export function queuePattern(glob: string): RegExp {

@@ -65,7 +65,8 @@ export interface ParsedTasks {
 
 type Runtime = Record<string, unknown>;
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** Pure. True for a JSON object (not null, not an array). */
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * Endpoint names by protocol, from the port keys (never from `_SERVICE`, which both protocols
