@@ -67,11 +67,21 @@ describe('static routes from the store (API and CLI) through the real edge', () 
     await waitFor(async () => g.gw.router.stats.lastApply?.generation === (await req(`${g.url}/_gateway/health`)).json().generation, 10_000, 'last apply confirmed');
     return waitFor(() => (g.workerPids().length === 2 ? g.workerPids() : null), 10_000, 'two workers');
   };
-  /** Waits until a change that needs a reload is live, and stays live on every worker. */
+  /**
+   * Waits until a change that needs a reload is live and stays so: the condition must hold on
+   * every check for a second (longer than the coalescing window, RELOAD_MIN_INTERVAL 300 ms plus
+   * settle), because a data push can make a change visible before the reload that renders it — and
+   * a reload rendered just before the change can briefly undo it — and an old worker may still
+   * accept a connection right after a reload.
+   */
   const untilLive = async (cond: () => Promise<boolean>, what: string) => {
-    await waitFor(cond, 5000, what);
+    let since: number | null = null;
+    await waitFor(async () => {
+      if (!(await cond())) since = null;
+      else since ??= Date.now();
+      return since !== null && Date.now() - since >= 1000;
+    }, 10_000, `${what} (and stable for 1 s)`, 25);
     await settledPids();
-    expect(await cond()).toBe(true);
   };
   const errorLog = () => (existsSync(join(storeDir, 'logs', 'error.log')) ? readFileSync(join(storeDir, 'logs', 'error.log'), 'utf8') : '');
 
