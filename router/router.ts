@@ -95,6 +95,9 @@ export class Router {
   private lastReloadAt = 0;
   private readonly dns = new Map<string, { ip: string | null; at: number }>();
   private stopped = false;
+  /** False until the first generation is applied: snapshots are only recorded before that. */
+  private ready = false;
+  private applying: Promise<void> | null = null;
   readonly stats = { reloads: 0, pushes: 0, lastApply: null as (ApplyResult & { at: string }) | null, lastFailure: null as (ApplyResult & { at: string }) | null };
   /** Called after every apply attempt (tests and supervision hook in here). */
   onApply: ((r: ApplyResult) => void) | null = null;
@@ -102,14 +105,13 @@ export class Router {
   constructor(private readonly d: RouterDeps) {}
 
   /**
-   * Renders and applies the first generation, lets the caller start the proxy on it
-   * (`afterFirstApply`), then starts the providers and the periodic heal.
+   * Starts the providers and waits for their first answer, renders and applies the first
+   * generation from what they said (so a restart does not flap routes through an empty config),
+   * lets the caller start the proxy on it (`afterFirstApply`), then pushes the data and starts
+   * the periodic heal and the identity watch.
    */
   async start(afterFirstApply?: () => Promise<void>): Promise<void> {
     for (const p of this.d.providers) this.views.set(p.name, { state: { kind: 'pending' }, rejections: [] });
-    const first = await this.applyNow();
-    if (!first.ok) throw new Error(`the first generation could not be applied: ${first.stage}: ${first.error}`);
-    await afterFirstApply?.();
     await Promise.all(
       this.d.providers.map((p) =>
         p.start((state, rejections) => this.onSnapshot(p.name, state, rejections)).catch((e) => {
@@ -117,6 +119,11 @@ export class Router {
         }),
       ),
     );
+    await this.computeDesired();
+    const first = await this.applyNow();
+    if (!first.ok) throw new Error(`the first generation could not be applied: ${first.stage}: ${first.error}`);
+    await afterFirstApply?.();
+    this.ready = true;
     await this.reconcileNow();
     this.healTimer = setInterval(() => void this.heal(), this.d.config.pushIntervalMs);
     this.healTimer.unref();
@@ -144,6 +151,8 @@ export class Router {
     if (this.watchTimer) clearInterval(this.watchTimer);
     await Promise.all(this.d.providers.map((p) => p.stop().catch(() => undefined)));
     await this.running;
+    // an apply under way finishes (or rolls back) before stop returns
+    await this.applying;
   }
 
   /** A provider sent a (complete) snapshot. */
@@ -154,7 +163,7 @@ export class Router {
 
   /** Something outside the providers changed (tokens, store routes): reconcile soon. */
   scheduleReconcile(): void {
-    if (this.stopped || this.reconcileTimer) return;
+    if (!this.ready || this.stopped || this.reconcileTimer) return;
     this.reconcileTimer = setTimeout(() => {
       this.reconcileTimer = null;
       void this.reconcileNow();
@@ -184,7 +193,8 @@ export class Router {
     }
   }
 
-  private async reconcileOnce(): Promise<void> {
+  /** Merges the providers' views, resolves backend names and assigns TCP ports. */
+  private async computeDesired(): Promise<void> {
     const desired = merge(this.views);
     await this.resolveHosts(desired);
     this.desired = desired;
@@ -193,6 +203,10 @@ export class Router {
       this.tcpPorts = a.ports;
       this.tcpUnroutable = a.unroutable;
     }
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    await this.computeDesired();
     await this.pushIfChanged();
     const bundle = this.renderFor('g000000');
     if (!sameConfig(this.live, bundle) && !sameConfig(this.lastFailedBundle, bundle)) this.scheduleReload();
@@ -221,13 +235,20 @@ export class Router {
   }
 
   private async reloadNow(): Promise<void> {
+    if (this.stopped) return;
     const bundle = this.renderFor('g000000');
     if (sameConfig(this.live, bundle)) return;
     this.lastReloadAt = Date.now();
     await this.applyNow();
   }
 
-  private async applyNow(): Promise<ApplyResult> {
+  private applyNow(): Promise<ApplyResult> {
+    const run = this.applyOnce();
+    this.applying = run.then(() => undefined);
+    return run;
+  }
+
+  private async applyOnce(): Promise<ApplyResult> {
     const generation = this.d.applier.peekGeneration();
     const bundle = this.renderFor(generation);
     const result = await this.d.applier.apply(bundle);

@@ -8,6 +8,7 @@ local pick = require "appgw.pick"
 local respond = require "appgw.respond"
 local cjson = require "cjson.safe"
 local tunnel = require "appgw.tunnel"
+local sha256 = require "appgw.sha256"
 
 local _M = {}
 
@@ -33,12 +34,19 @@ local function resolve()
   return nil
 end
 
-local function affinity_key(ident)
+-- Affinity key, first present wins: X-Session-Id, the affinity cookie, the token id; else the
+-- gateway sets an affinity cookie (routes with several backends) so the browser sticks too.
+local function affinity_key(ident, several)
   local sid = var.http_x_session_id
   if sid and sid ~= "" then return "s:" .. sid end
   local ck = var.cookie_appgw_affinity
   if ck and ck ~= "" then return "c:" .. ck end
   if ident and ident.id then return "t:" .. ident.id end
+  if several then
+    local v = sha256.random(12) or ngx.md5(ngx.now() .. var.remote_addr .. var.remote_port)
+    ngx.header["Set-Cookie"] = "appgw_affinity=" .. v .. "; Path=/; HttpOnly; SameSite=Lax"
+    return "c:" .. v
+  end
   return "a:" .. var.remote_addr
 end
 
@@ -139,7 +147,7 @@ function _M.run()
       { route = route.n, retry_after = 5 })
   end
 
-  ctx.appgw_order = pick.order(backends, affinity_key(ident))
+  ctx.appgw_order = pick.order(backends, affinity_key(ident, #backends > 1))
   ctx.appgw_route = key
   ctx.appgw_token = ident.id
   var.appgw_log_route = key

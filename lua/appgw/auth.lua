@@ -135,7 +135,7 @@ function _M.strip(ctx)
   if ctx.appgw_strip_auth then ngx.req.clear_header("Authorization") end
   local header = ngx.var.http_cookie
   if header then
-    local drop = { appgw_session = true, ["__Host-appgw_session"] = true }
+    local drop = { appgw_session = true, ["__Host-appgw_session"] = true, appgw_affinity = true }
     local name = state.settings().clearml_cookie
     if name then drop[name] = true end
     local kept = require("appgw.cookies").without(header, drop)

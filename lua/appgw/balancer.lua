@@ -1,6 +1,7 @@
 -- balancer_by_lua: picks the backend chosen in the access phase, with failover to the next
 -- candidate (rendezvous order) when a connection fails.
 local balancer = require "ngx.balancer"
+local pick = require "appgw.pick"
 
 local _M = {}
 
@@ -25,6 +26,11 @@ function _M.run()
   if not ok then
     ngx.log(ngx.ERR, "appgw: cannot set peer: ", err)
     return ngx.exit(500)
+  end
+  if ctx.appgw_counted then pick.release(ctx.appgw_counted) end
+  if #order > 1 then
+    pick.acquire(peer)
+    ctx.appgw_counted = peer
   end
   ctx.appgw_peer = peer
 end

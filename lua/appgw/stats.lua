@@ -5,6 +5,7 @@ local stats = ngx.shared.appgw_stats
 
 function _M.log()
   local ctx = ngx.ctx
+  if ctx.appgw_counted then require("appgw.pick").release(ctx.appgw_counted) end
   local route = ctx.appgw_route
   if not route then return end
   local status = ngx.status

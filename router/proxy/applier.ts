@@ -92,7 +92,12 @@ export class Applier {
     }
 
     const previous = this.liveGeneration();
-    this.swap(generation);
+    try {
+      this.swap(generation);
+    } catch (e) {
+      this.quarantine(generation);
+      return { ok: false, generation, stage: 'write', error: `cannot swap the live config: ${(e as Error).message}`, ms: ms() };
+    }
     if (!(await this.control.running())) {
       this.prune(generation, previous);
       return { ok: true, generation, reloaded: false, ms: ms() };
@@ -107,8 +112,8 @@ export class Applier {
     if (failure) {
       this.log.error('reload failed; rolling back', { component: 'applier', generation, previous, error: failure.error });
       if (previous) {
-        this.swap(previous);
         try {
+          this.swap(previous);
           await this.control.reload();
           await this.confirm(previous);
         } catch (e) {
