@@ -3,6 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isUserError, errorMessage } from './errors';
 import { registerIdentityCommands } from './commands/identity';
+import { registerRouteCommands } from './commands/route';
+import { registerExposeCommand } from './commands/expose';
 import { merge } from './model/merge';
 import { loadTemplates, render } from './render/render';
 import { loadConfig, serve } from './serve';
@@ -90,9 +92,17 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
       io.out(o.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatRoutes(status)}\n`);
     });
 
-  registerIdentityCommands(program, () => {
+  const openConfiguredStore = () => {
     const config = loadConfig(envFile());
     return openStore({ dataDir: config.dataDir, tokenMaxDays: config.tokenMaxDays });
+  };
+  registerIdentityCommands(program, openConfiguredStore);
+  registerRouteCommands(program, openConfiguredStore, () => loadConfig(envFile()).routesFile);
+  registerExposeCommand(program, {
+    client: () => {
+      const { createClearmlClient } = require('./providers/clearml/api-client') as typeof import('./providers/clearml/api-client');
+      return createClearmlClient(loadConfig(envFile()));
+    },
   });
   return program;
 }

@@ -11,6 +11,9 @@ import { openStore, CLI_ACTOR, type Store } from './store/store';
 import { createToken } from './store/tokens';
 import { StoreTokens } from './store-tokens';
 import { PortPool } from './tcp/port-pool';
+import { createAdminApi } from './api/admin-api';
+import type { SessionValidator } from './api/router-socket';
+import { StoreProvider } from './providers/store-provider';
 
 /** Reads the environment: an optional env file, with variables already set in the environment winning. */
 export function loadEnv(envFile: string | undefined, processEnv: NodeJS.ProcessEnv): Record<string, string | undefined> {
@@ -41,6 +44,20 @@ export async function buildProviders(config: Config, log: Logger): Promise<Provi
     providers.push(new ClearmlProvider(config, log.child({ provider: 'clearml' })));
   }
   return providers;
+}
+
+/**
+ * Validates ClearML web sessions through the ClearML API (users.get_current_user with the
+ * cookie's token), or undefined when ClearML is not configured (ClearML cookies are then refused).
+ */
+export function clearmlSessions(config: Config): SessionValidator | undefined {
+  if (!config.clearml.apiHost) return undefined;
+  const { createClearmlClient } = require('./providers/clearml/api-client') as typeof import('./providers/clearml/api-client');
+  const client = createClearmlClient(config, { timeoutMs: 5000 });
+  return async (cookie) => {
+    const u = await client.sessionUser(cookie);
+    return u ? { user: u.id, company: u.company, role: u.role, name: u.name } : null;
+  };
 }
 
 /** A small echo backend for the quick start: answers what it received, as JSON. */
@@ -88,9 +105,16 @@ export async function serve(opts: ServeOptions): Promise<number> {
     }
   }
   const providers = await buildProviders(config, log);
-  let gw: Gateway;
+  providers.push(new StoreProvider(store, log.child({ provider: 'store' })));
+  let gw: Gateway | null = null;
   try {
-    gw = await startGateway(config, log, { providers, tokens: new StoreTokens(store), ports: new PortPool(store, config, { log: log.child({ component: 'tcp-pool' }) }) });
+    gw = await startGateway(config, log, {
+      providers,
+      tokens: new StoreTokens(store),
+      ports: new PortPool(store, config, { log: log.child({ component: 'tcp-pool' }) }),
+      api: createAdminApi({ store, status: () => gw?.router.status() ?? null, routesFile: config.routesFile }),
+      sessions: clearmlSessions(config),
+    });
   } catch (e) {
     demo?.close();
     store.close();
@@ -109,7 +133,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
     process.once('SIGTERM', stop);
   });
   out('Stopping…');
-  await gw.stop(true);
+  await gw!.stop(true);
   demo?.close();
   store.close();
   return 0;

@@ -155,6 +155,30 @@ export class ClearmlClient {
     }
   }
 
+  /**
+   * The user behind a ClearML web session token (the browser's cookie value): calls
+   * `users.get_current_user` with that token as the bearer. Null when ClearML refuses the token
+   * (401/403); throws a ClearmlError when ClearML cannot be asked, so callers can fail closed.
+   */
+  async sessionUser(sessionToken: string): Promise<{ id: string; name: string | null; role: string | null; company: string | null } | null> {
+    if (!/^[A-Za-z0-9._-]{1,8192}$/.test(sessionToken)) return null;
+    try {
+      const data = (await this.send('users.get_current_user', {}, `Bearer ${sessionToken}`, this.apiVersion)) as ApiObject;
+      const u = data.user as ApiObject | undefined;
+      if (!u || typeof u.id !== 'string') return null;
+      const company = u.company as ApiObject | undefined;
+      return {
+        id: u.id,
+        name: typeof u.name === 'string' ? u.name : null,
+        role: typeof u.role === 'string' ? u.role : null,
+        company: company && typeof company.id === 'string' ? company.id : null,
+      };
+    } catch (e) {
+      if (e instanceof ClearmlError && (e.status === 401 || e.status === 403)) return null;
+      throw e;
+    }
+  }
+
   /** All tasks matching `body`, paging with `page_size` 500 until a short page. */
   getAllTasks(body: ApiObject): Promise<ApiObject[]> {
     return this.pages('tasks.get_all', 'tasks', body);
