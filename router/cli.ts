@@ -5,6 +5,7 @@ import { isUserError, errorMessage } from './errors';
 import { registerIdentityCommands } from './commands/identity';
 import { registerRouteCommands } from './commands/route';
 import { registerExposeCommand } from './commands/expose';
+import { formatCheck, runCheck } from './commands/check';
 import { merge } from './model/merge';
 import { loadTemplates, render } from './render/render';
 import { loadConfig, serve } from './serve';
@@ -96,6 +97,18 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
     const config = loadConfig(envFile());
     return openStore({ dataDir: config.dataDir, tokenMaxDays: config.tokenMaxDays });
   };
+  program
+    .command('check')
+    .description('check the configuration and connectivity: nginx -t, ClearML login and discovery, a request through the edge')
+    .action(async () => {
+      const config = loadConfig(envFile());
+      const lines = await runCheck(config);
+      io.out(`${formatCheck(lines)}\n`);
+      const failed = lines.filter((l) => !l.ok).length;
+      io.out(failed ? `${failed} check(s) failed\n` : 'all checks passed\n');
+      if (failed) process.exitCode = 1;
+    });
+
   registerIdentityCommands(program, openConfiguredStore);
   registerRouteCommands(program, openConfiguredStore, () => loadConfig(envFile()).routesFile);
   registerExposeCommand(program, {

@@ -79,7 +79,7 @@ const SAFE = {
   generation: /^g\d{6,}$/,
   user: /^[a-z_][a-z0-9_-]{0,31}$/,
   workers: /^(auto|[1-9]\d{0,2})$/,
-  logTarget: /^(\/[A-Za-z0-9._\/-]{1,400}|stderr|\/dev\/stderr|\/dev\/stdout|off)$/,
+  logTarget: /^(\/[A-Za-z0-9._\/-]{1,400}|stderr)$/,
 };
 
 function must(ok: boolean, what: string, value: unknown): void {
