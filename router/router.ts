@@ -22,6 +22,8 @@ export interface TokenSource {
   shares?(): Record<string, EdgeShare>;
   /** Records denials reported by the edge in the audit log. */
   recordDenials?(entries: EdgeDenial[]): void;
+  /** Records when tokens were last used at the edge (epoch seconds, by token id). */
+  recordLastUsed?(seen: Record<string, number>): void;
 }
 
 /** A 401/403 the edge reported (no secret in it). */
@@ -300,18 +302,19 @@ export class Router {
     await this.drainDenials();
   }
 
-  /** Moves the denials the edge queued into the audit log. */
+  /** Moves the denials the edge queued into the audit log, and token last-use times into the store. */
   async drainDenials(): Promise<void> {
-    const record = this.d.tokens.recordDenials;
-    if (!record) return;
-    try {
-      const res = await request({ socketPath: this.d.pushSocket, path: '/_internal/denials', method: 'POST', body: '' }, 3000);
-      if (res.status !== 200) return;
-      const entries = JSON.parse(res.body) as EdgeDenial[];
-      if (entries.length) record.call(this.d.tokens, entries);
-    } catch (e) {
-      this.d.log.debug('cannot collect denials', { component: 'router', error: (e as Error).message });
-    }
+    const t = this.d.tokens;
+    const collect = async <T>(path: string, use: (v: T) => void) => {
+      try {
+        const res = await request({ socketPath: this.d.pushSocket, path, method: 'POST', body: '' }, 3000);
+        if (res.status === 200) use(JSON.parse(res.body) as T);
+      } catch (e) {
+        this.d.log.debug('cannot collect from the proxy', { component: 'router', path, error: (e as Error).message });
+      }
+    };
+    if (t.recordDenials) await collect<EdgeDenial[]>('/_internal/denials', (v) => v.length && t.recordDenials!(v));
+    if (t.recordLastUsed) await collect<Record<string, number> | unknown[]>('/_internal/last-used', (v) => !Array.isArray(v) && Object.keys(v).length && t.recordLastUsed!(v));
   }
 
   /** Pure lookup of a backend's IP (literal, or from the DNS cache). */

@@ -1,7 +1,7 @@
 import type { EdgeShare, EdgeToken, EdgeUser } from './model/push-payload';
 import type { EdgeDenial, TokenSource } from './router';
 import type { Store } from './store/store';
-import { edgeTokenTable } from './store/tokens';
+import { edgeTokenTable, markUsed } from './store/tokens';
 
 /**
  * The live token table from the store. `version()` is read from SQLite on every call, so
@@ -20,6 +20,11 @@ export class StoreTokens implements TokenSource {
   }
   shares(): Record<string, EdgeShare> {
     return this.store.edgeShareTable();
+  }
+  recordLastUsed(seen: Record<string, number>): void {
+    this.store.tx(() => {
+      for (const [id, ts] of Object.entries(seen)) if (/^[a-z0-9]{1,32}$/.test(id) && Number.isFinite(ts)) markUsed(this.store, id, ts * 1000);
+    });
   }
   recordDenials(entries: EdgeDenial[]): void {
     this.store.tx(() => {

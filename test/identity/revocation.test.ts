@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { openStore, type Store } from '../../router/store/store';
-import { createToken, revokeToken } from '../../router/store/tokens';
+import { createToken, listTokens, revokeToken } from '../../router/store/tokens';
 import { StoreTokens } from '../../router/store-tokens';
 import type { EphemeralRoute } from '../../router/model/types';
 import { startEcho, type EchoBackend } from '../support/echo-backend';
@@ -157,6 +157,16 @@ describe('revocation, fuzzing and secret hygiene (real nginx, SQLite store)', ()
     expect((await req(`${g.url}${url}`, { headers: { 'x-gateway-token': good.token } })).status).toBe(200);
     expect(echo.seen.filter((s) => s.headers['x-gateway-token'] || s.headers.cookie).length).toBe(0);
   }, 180_000);
+
+  test("a token's last use at the edge reaches the store (appgw token list)", async () => {
+    const t = mint('last-used');
+    await waitFor(async () => (await req(`${g.url}${url}`, { headers: { 'x-gateway-token': t.token } })).status === 200, 3000, 'token live');
+    const before = Date.now() - 2000;
+    await waitFor(() => {
+      const v = listTokens(store).find((x) => x.id === t.record.id);
+      return v?.lastUsedAt !== null && v!.lastUsedAt! >= before;
+    }, 5000, 'last use recorded');
+  });
 
   test('token secrets appear in no file under DATA_DIR (store, logs, rendered config, status)', async () => {
     const all = files(storeDir);
