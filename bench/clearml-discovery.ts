@@ -81,7 +81,7 @@ async function main(): Promise<void> {
   const provider = new ClearmlProvider(
     {
       routerUrl: ROUTER_URL,
-      clearml: { apiHost: url, accessKey: 'admin-key', secretKey: 'admin-secret', pollIntervalMs: 3_600_000, listenQueues: [] },
+      clearml: { apiHost: url, accessKey: 'admin-key', secretKey: 'admin-secret', pollIntervalMs: 3_600_000, listenQueues: [], stripPrefix: true },
       tcp: { routerAddress: 'gw.example.com', portStart: 30000, portEnd: 40000, allowCidrs: [] },
     },
     memoryLogger(),

@@ -40,6 +40,8 @@ export interface Config {
     secretKey: string | null;
     pollIntervalMs: number;
     listenQueues: string[];
+    /** Strip `/service/<id>` before proxying to ClearML task endpoints. */
+    stripPrefix: boolean;
   };
   authCookieName: string;
   authSecure: boolean;
@@ -91,6 +93,7 @@ export const VARIABLES: VarSpec[] = [
   { name: 'CLEARML_API_ACCESS_KEY', expects: 'a ClearML access key' },
   { name: 'CLEARML_API_SECRET_KEY', expects: 'a ClearML secret key' },
   { name: 'CLEARML_POLL_INTERVAL', expects: 'a duration such as 5s' },
+  { name: 'CLEARML_STRIP_PREFIX', expects: 'true or false' },
   { name: 'LISTEN_QUEUE_NAME', expects: 'queue names (wildcards allowed), separated by commas or spaces' },
   { name: 'AUTH_COOKIE_NAME', aliases: ['ROUTER__HTTP__AUTHORIZATION__COOKIE__NAME'], expects: 'a cookie name' },
   { name: 'AUTH_SECURE_ENABLED', aliases: ['ROUTER__HTTP__AUTHORIZATION__COOKIE__SECURE'], expects: 'true or false' },
@@ -292,6 +295,7 @@ export function parseConfig(env: Env, cwd: string): Config {
       secretKey,
       pollIntervalMs: duration(env, 'CLEARML_POLL_INTERVAL', 5000, 100),
       listenQueues: queues,
+      stripPrefix: bool(env, 'CLEARML_STRIP_PREFIX', true),
     },
     authCookieName: cookie,
     authSecure: bool(env, 'AUTH_SECURE_ENABLED', false),

@@ -43,7 +43,7 @@ function sdkWait(runtime: Record<string, unknown>, protocol: 'http' | 'tcp', nam
 function config(fake: FakeClearml, queues: string[] = []): ClearmlProviderConfig {
   return {
     routerUrl: ROUTER_URL,
-    clearml: { apiHost: fake.url, accessKey: 'admin-key', secretKey: 'admin-secret', pollIntervalMs: POLL_MS, listenQueues: queues },
+    clearml: { apiHost: fake.url, accessKey: 'admin-key', secretKey: 'admin-secret', pollIntervalMs: POLL_MS, listenQueues: queues, stripPrefix: true },
     tcp: { routerAddress: 'gw.example.com', portStart: 30000, portEnd: 30100, allowCidrs: [] },
   };
 }

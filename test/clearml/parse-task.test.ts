@@ -241,3 +241,15 @@ test('parseTasks sorts routes by id so snapshots compare equal', () => {
   expect(ids(parseTasks([a, b], ctx).ephemeral)).toEqual(['a'.repeat(32), 'b'.repeat(32)]);
   expect(parseTasks([a, b], ctx)).toEqual(parseTasks([b, a], ctx));
 });
+
+describe('CLEARML_STRIP_PREFIX', () => {
+  const task = { id: 'ab'.repeat(16), user: 'u1', company: 'c1', system_tags: ['external_service'], runtime: { _SERVICE: 'EXTERNAL', _ADDRESS: '10.0.0.1', _PORT: 8080 } };
+  test.each([
+    [undefined, true],
+    [true, true],
+    [false, false],
+  ])('stripPrefix %p gives task routes stripPrefix %p', (strip, expected) => {
+    const r = parseTask(task, { provider: 'clearml', tcpGateway: { address: null, portStart: null, portEnd: null }, stripPrefix: strip });
+    expect(r.ephemeral.map((e) => e.stripPrefix)).toEqual([expected]);
+  });
+});

@@ -65,6 +65,7 @@ export class ClearmlProvider implements Provider {
   private readonly random: () => number;
   private readonly queueGlobs: string[];
   private readonly tcpGateway: { address: string | null; portStart: number | null; portEnd: number | null };
+  private readonly stripPrefix: boolean;
 
   private emit: ((state: ProviderState, rejections: Rejection[]) => void) | null = null;
   private stopped = true;
@@ -106,6 +107,7 @@ export class ClearmlProvider implements Provider {
     // the router publishes TCP routes on TCP_ROUTER_ADDRESS, or else on ROUTER_URL's host
     const address = config.tcp.routerAddress ?? new URL(config.routerUrl).hostname.replace(/^\[|\]$/g, '');
     this.tcpGateway = { address: address.toLowerCase(), portStart: config.tcp.portStart, portEnd: config.tcp.portEnd };
+    this.stripPrefix = config.clearml.stripPrefix ?? true;
   }
 
   /** Starts polling; resolves after the first poll (and write-back round) finished, successfully or not. */
@@ -249,7 +251,7 @@ export class ClearmlProvider implements Provider {
 
   private accept(tasks: ApiObject[], seq: number, tookMs: number): void {
     if (this.stopped) return;
-    const parsed = parseTasks(tasks, { provider: this.name, tcpGateway: this.tcpGateway, tcpWritten: this.tcpWritten });
+    const parsed = parseTasks(tasks, { provider: this.name, tcpGateway: this.tcpGateway, tcpWritten: this.tcpWritten, stripPrefix: this.stripPrefix });
     this.observed = new Map();
     for (const t of tasks) if (typeof t.id === 'string') this.observed.set(t.id, isObject(t.runtime) ? t.runtime : {});
     this.observedSeq = seq;

@@ -53,6 +53,8 @@ export interface ParseContext {
   tcpGateway: { address: string | null; portStart: number | null; portEnd: number | null };
   /** Our write-backs still in memory, by route id (`<task>` or `<task>-<name>`). */
   tcpWritten?: ReadonlyMap<string, TcpWriteBack>;
+  /** Strip `/service/<id>` before proxying (CLEARML_STRIP_PREFIX); default true. */
+  stripPrefix?: boolean;
 }
 
 /** What one task (or many) contributes: routes plus the problems found. */
@@ -156,7 +158,7 @@ export function parseTask(task: unknown, ctx: ParseContext): ParsedTasks {
       const modeKey = runtimeKey(RUNTIME_KEYS.mode, endpoint);
       const mode = runtime[modeKey];
       if (mode === undefined || mode === null || mode === '') {
-        out.ephemeral.push({ id: routeId(taskId, endpoint), taskId, endpoint, owner, company, backend, stripPrefix: true, provider: ctx.provider });
+        out.ephemeral.push({ id: routeId(taskId, endpoint), taskId, endpoint, owner, company, backend, stripPrefix: ctx.stripPrefix ?? true, provider: ctx.provider });
         return;
       }
       // The SDK only writes "path"; a subdomain static route is bound by its name the same way.
