@@ -5,7 +5,7 @@ function _M.init()
   require "resty.core"
   for _, name in ipairs({ "appgw.hex", "appgw.sha256", "appgw.cookies", "appgw.authz", "appgw.respond", "appgw.state", "appgw.auth",
                           "appgw.pick", "appgw.tunnel", "appgw.access", "appgw.balancer", "appgw.push", "appgw.health",
-                          "appgw.stats" }) do
+                          "appgw.stats", "appgw.watch" }) do
     require(name)
   end
   if not require("appgw.sha256").available then

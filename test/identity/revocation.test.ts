@@ -113,6 +113,32 @@ describe('revocation, fuzzing and secret hygiene (real nginx, SQLite store)', ()
     expect(ms).toBeLessThanOrEqual(1000);
   });
 
+  test('an open SSE stream authorised by a token is cut within 1 s of its revocation', async () => {
+    const t = mint('sse');
+    await waitFor(async () => (await req(`${g.url}${url}`, { headers: { 'x-gateway-token': t.token } })).status === 200, 3000, 'token live');
+    let chunks = 0;
+    let revokedAt = 0;
+    const ended = new Promise<number>((resolve) => {
+      http.get(`${g.url}${url}sse?n=200&gap=100`, { headers: { 'x-gateway-token': t.token } }, (res) => {
+        res.on('data', () => {
+          chunks += 1;
+          if (chunks === 3) {
+            revokeToken(store, t.record.id, ACTOR);
+            revokedAt = performance.now();
+          }
+        });
+        res.on('end', () => resolve(performance.now()));
+        res.on('error', () => resolve(performance.now()));
+        res.on('close', () => resolve(performance.now()));
+      });
+    });
+    const at = await Promise.race([ended, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+    expect(at).toBeGreaterThan(0);
+    process.stdout.write(`revocation → SSE stream cut: ${(at - revokedAt).toFixed(0)} ms after ${chunks} chunks\n`);
+    expect(at - revokedAt).toBeLessThanOrEqual(1000);
+    expect(chunks).toBeLessThan(20);
+  });
+
   test('100,000 malformed credentials: none admitted, the edge stays up, no Lua errors', async () => {
     const good = mint('fuzz');
     const id = good.record.id;
