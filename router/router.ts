@@ -95,6 +95,7 @@ export class Router {
   private running: Promise<void> | null = null;
   private dirty = false;
   private lastReloadAt = 0;
+  private reloadPendingSince: number | null = null;
   private readonly dns = new Map<string, { ip: string | null; at: number }>();
   private stopped = false;
   /** False until the first generation is applied: snapshots are only recorded before that. */
@@ -227,13 +228,25 @@ export class Router {
     return render(this.d.templates, { ...this.d.renderBase, generation, static: this.desired.static, tcp });
   }
 
+  /**
+   * Trailing debounce of reloads: each change waits for `settleMs` of quiet (so a burst of edits
+   * is one reload), never longer than max(RELOAD_MIN_INTERVAL, 1 s) after the first pending
+   * change, and never sooner than RELOAD_MIN_INTERVAL after the previous reload.
+   */
   private scheduleReload(): void {
-    if (this.reloadTimer || this.stopped) return;
-    const at = Math.max(Date.now() + (this.d.settleMs ?? 150), this.lastReloadAt + this.d.config.reloadMinIntervalMs);
+    if (this.stopped) return;
+    const now = Date.now();
+    const minInterval = this.d.config.reloadMinIntervalMs;
+    this.reloadPendingSince ??= now;
+    const earliest = this.lastReloadAt + minInterval;
+    const latest = Math.max(this.reloadPendingSince + Math.max(minInterval, 1000), earliest);
+    const at = Math.min(Math.max(now + (this.d.settleMs ?? 150), earliest), latest);
+    if (this.reloadTimer) clearTimeout(this.reloadTimer);
     this.reloadTimer = setTimeout(() => {
       this.reloadTimer = null;
+      this.reloadPendingSince = null;
       void this.reloadNow();
-    }, at - Date.now());
+    }, Math.max(0, at - now));
   }
 
   private async reloadNow(): Promise<void> {

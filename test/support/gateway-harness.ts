@@ -75,7 +75,7 @@ export async function startTestGateway(opts: Partial<GatewayOptions> & { env?: R
   const log = memoryLogger();
   const tokens = opts.tokens instanceof MemoryTokens ? opts.tokens : new MemoryTokens();
   const adminToken = tokens.add({ u: 'admin', a: true });
-  const gw = await startGateway(config, log, { providers: [], tokens, settleMs: 50, ...gatewayOpts });
+  const gw = await startGateway(config, log, { providers: [], tokens, settleMs: 100, ...gatewayOpts });
   const url = `http://127.0.0.1:${port}`;
   await waitFor(async () => (await fetch(`${url}/_gateway/health`)).status === 200, 10000, 'edge health');
   const errorLogPath = join(dir, 'logs', 'error.log');
