@@ -13,7 +13,7 @@ export class StoreTokens implements TokenSource {
     return this.store.version();
   }
   table(nowMs: number): Record<string, EdgeToken> {
-    return edgeTokenTable(this.store, nowMs) as Record<string, EdgeToken>;
+    return edgeTokenTable(this.store, nowMs);
   }
   users(): Record<string, EdgeUser> {
     return this.store.edgeUserTable();

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { collect, storeAction, table, type Io } from './cli-support';
 import { parseDuration } from '../config';
 import { UserError } from '../errors';
 import { show } from '../model/validate';
@@ -10,58 +11,11 @@ import { type CreatedToken, type TokenView, createToken, listTokens, parseExpire
  * mutation is audited with the actor `cli`. A UserError prints one line and exits with its code (2).
  */
 
-interface Io {
-  out(text: string): void;
-}
-
-type Handler = (store: Store, io: Io, args: string[], opts: Record<string, unknown>) => void;
-
-function rootOf(cmd: Command): Command {
-  let c = cmd;
-  while (c.parent) c = c.parent;
-  return c;
-}
-
-/** Wraps a handler: opens the store, writes through the root command's output, maps UserErrors to one line. */
-function action(open: () => Store, handler: Handler) {
-  return (...raw: unknown[]): void => {
-    const cmd = raw[raw.length - 1] as Command;
-    const opts = (raw[raw.length - 2] ?? {}) as Record<string, unknown>;
-    const args = raw.slice(0, -2) as string[];
-    const root = rootOf(cmd);
-    const config = root.configureOutput();
-    const write = config.writeOut ?? ((s: string) => void process.stdout.write(s));
-    const io: Io = { out: (text) => write(text.endsWith('\n') ? text : `${text}\n`) };
-    let store: Store | null = null;
-    try {
-      store = open();
-      handler(store, io, args, opts);
-    } catch (err) {
-      if (!(err instanceof UserError)) throw err;
-      store?.close();
-      store = null;
-      root.error(`appgw: ${err.message.replace(/[\r\n]+/g, ' ')}`, { exitCode: err.exitCode, code: `appgw.${err.code}` });
-    } finally {
-      store?.close();
-    }
-  };
-}
-
-const collect = (value: string, previous: string[]) => [...previous, value];
+/** Tables print nothing when there are no rows. */
+const rowsTable = (headers: string[], rows: string[][]) => table(headers, rows, false);
 
 const iso = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z'));
 
-/** Pure. Left-aligned columns separated by two spaces. */
-function table(headers: string[], rows: string[][]): string {
-  if (rows.length === 0) return '';
-  const widths = headers.map((h, i) => Math.max([...h].length, ...rows.map((r) => [...(r[i] ?? '')].length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(widths[i]! - [...c].length)))
-      .join('  ')
-      .trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n');
-}
 
 const json = (v: unknown) => JSON.stringify(v, null, 2);
 
@@ -107,7 +61,7 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .option('--as <principal>', 'user or service account the token grants access as')
     .option('--route <name>', 'limit the token to this static route (repeatable)', collect, [])
     .action(
-      action(open, (store, io, _args, opts) => {
+      storeAction(open, (store, io, _args, opts) => {
         const label = required(opts, 'label', 'what the token is for, 1-100 printable characters');
         const expiresIn = required(opts, 'expiresIn', `a lifetime such as 30d, at most ${store.tokenMaxDays}d`);
         const lifetime = parseExpiresIn(expiresIn);
@@ -122,11 +76,11 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .description('list tokens (never their secrets)')
     .option('--json', 'print JSON')
     .action(
-      action(open, (store, io, _args, opts) => {
+      storeAction(open, (store, io, _args, opts) => {
         const tokens = listTokens(store);
         if (opts.json) return io.out(json(tokens));
         if (tokens.length === 0) return io.out('no tokens');
-        io.out(table(['ID', 'LABEL', 'STATE', 'GRANTS-AS', 'CREATED-BY', 'CREATED', 'EXPIRES', 'LAST-USED', 'ROUTES'], tokens.map(tokenRow)));
+        io.out(rowsTable(['ID', 'LABEL', 'STATE', 'GRANTS-AS', 'CREATED-BY', 'CREATED', 'EXPIRES', 'LAST-USED', 'ROUTES'], tokens.map(tokenRow)));
       }),
     );
 
@@ -134,7 +88,7 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .command('revoke <id>')
     .description('revoke a token now')
     .action(
-      action(open, (store, io, [id]) => {
+      storeAction(open, (store, io, [id]) => {
         const r = revokeToken(store, id!, by);
         io.out(r.changed ? `revoked token ${r.record.id} (${r.record.label})` : `token ${r.record.id} was already revoked`);
       }),
@@ -145,7 +99,7 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .description('replace a token with a new one (same label, scope and user)')
     .option('--grace <duration>', 'keep the old token working this long, e.g. 10m (default: revoke it now)')
     .action(
-      action(open, (store, io, [id], opts) => {
+      storeAction(open, (store, io, [id], opts) => {
         let grace = 0;
         if (opts.grace !== undefined) {
           const ms = parseDuration(String(opts.grace));
@@ -168,7 +122,7 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .option('--service', 'a service account (for programs)')
     .option('--admin', 'may use the admin API and web UI')
     .action(
-      action(open, (store, io, [id], opts) => {
+      storeAction(open, (store, io, [id], opts) => {
         const u = store.addUser({ id: id!, name: opts.name as string | undefined, kind: opts.service ? 'service' : 'user', admin: opts.admin === true }, by);
         io.out(`added ${u.kind === 'service' ? 'service account' : 'user'} ${u.id}${u.admin ? ' (admin)' : ''}`);
       }),
@@ -179,11 +133,11 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .description('list users and service accounts')
     .option('--json', 'print JSON')
     .action(
-      action(open, (store, io, _args, opts) => {
+      storeAction(open, (store, io, _args, opts) => {
         const users = store.listUsers();
         if (opts.json) return io.out(json(users));
         if (users.length === 0) return io.out('no users');
-        io.out(table(['ID', 'NAME', 'KIND', 'ADMIN', 'GROUPS', 'CREATED'], users.map((u) => [u.id, u.name, u.kind, u.admin ? 'yes' : 'no', u.groups.join(',') || '-', iso(u.createdAt)])));
+        io.out(rowsTable(['ID', 'NAME', 'KIND', 'ADMIN', 'GROUPS', 'CREATED'], users.map((u) => [u.id, u.name, u.kind, u.admin ? 'yes' : 'no', u.groups.join(',') || '-', iso(u.createdAt)])));
       }),
     );
 
@@ -191,7 +145,7 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .command('remove <id>')
     .description('remove a user; their tokens are revoked')
     .action(
-      action(open, (store, io, [id]) => {
+      storeAction(open, (store, io, [id]) => {
         store.removeUser(id!, by);
         io.out(`removed user ${id}; tokens granting access as ${id} are revoked`);
       }),
@@ -204,14 +158,14 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .command('create <name>')
     .option('--description <text>', 'what the group is for')
     .action(
-      action(open, (store, io, [name], opts) => {
+      storeAction(open, (store, io, [name], opts) => {
         const g = store.createGroup({ name: name!, description: opts.description as string | undefined }, by);
         io.out(`created group ${g.name}`);
       }),
     );
 
   group.command('delete <name>').action(
-    action(open, (store, io, [name]) => {
+    storeAction(open, (store, io, [name]) => {
       store.deleteGroup(name!, by);
       io.out(`deleted group ${name}`);
     }),
@@ -221,23 +175,23 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .command('list')
     .option('--json', 'print JSON')
     .action(
-      action(open, (store, io, _args, opts) => {
+      storeAction(open, (store, io, _args, opts) => {
         const groups = store.listGroups();
         if (opts.json) return io.out(json(groups));
         if (groups.length === 0) return io.out('no groups');
-        io.out(table(['NAME', 'MEMBERS', 'DESCRIPTION'], groups.map((g) => [g.name, g.members.join(',') || '-', g.description])));
+        io.out(rowsTable(['NAME', 'MEMBERS', 'DESCRIPTION'], groups.map((g) => [g.name, g.members.join(',') || '-', g.description])));
       }),
     );
 
   group.command('add-member <group> <user>').action(
-    action(open, (store, io, [g, u]) => {
+    storeAction(open, (store, io, [g, u]) => {
       store.addMember(g!, u!, by);
       io.out(`added ${u} to group ${g}`);
     }),
   );
 
   group.command('remove-member <group> <user>').action(
-    action(open, (store, io, [g, u]) => {
+    storeAction(open, (store, io, [g, u]) => {
       store.removeMember(g!, u!, by);
       io.out(`removed ${u} from group ${g}`);
     }),
@@ -249,7 +203,7 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     c.option('--task <id>', 'task id').option('--user <user>', 'share with this user').option('--group <group>', 'share with this group');
 
   shareOpts(share.command('add')).action(
-    action(open, (store, io, _args, opts) => {
+    storeAction(open, (store, io, _args, opts) => {
       const task = required(opts, 'task', 'the task id');
       const s = store.addShare(task, subject(opts), by);
       io.out(`shared task ${s.taskId} with ${s.user !== null ? `user ${s.user}` : `group ${s.group}`}`);
@@ -257,7 +211,7 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
   );
 
   shareOpts(share.command('remove')).action(
-    action(open, (store, io, _args, opts) => {
+    storeAction(open, (store, io, _args, opts) => {
       const task = required(opts, 'task', 'the task id');
       const s = subject(opts);
       store.removeShare(task, s, by);
@@ -270,12 +224,12 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .option('--task <id>', 'only this task')
     .option('--json', 'print JSON')
     .action(
-      action(open, (store, io, _args, opts) => {
+      storeAction(open, (store, io, _args, opts) => {
         const shares = store.listShares(opts.task as string | undefined);
         if (opts.json) return io.out(json(shares));
         if (shares.length === 0) return io.out('no shares');
         io.out(
-          table(
+          rowsTable(
             ['TASK', 'POLICY', 'WITH', 'CREATED', 'BY'],
             shares.map((s) => [s.taskId, store.getSharePolicy(s.taskId), s.user !== null ? `user:${s.user}` : `group:${s.group}`, iso(s.createdAt), s.createdBy]),
           ),
@@ -288,7 +242,7 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .description('owner: only the owner (and shares); company: anyone of the same company')
     .option('--task <id>', 'task id')
     .action(
-      action(open, (store, io, [policy], opts) => {
+      storeAction(open, (store, io, [policy], opts) => {
         const task = required(opts, 'task', 'the task id');
         if (policy !== 'owner' && policy !== 'company') throw new UserError('USAGE', `policy ${show(policy)} must be owner or company`);
         store.setSharePolicy(task, policy as SharePolicy, by);
@@ -303,13 +257,13 @@ export function registerIdentityCommands(program: Command, open: () => Store): v
     .option('--limit <n>', 'how many rows (1-10000)', '50')
     .option('--json', 'print JSON')
     .action(
-      action(open, (store, io, _args, opts) => {
+      storeAction(open, (store, io, _args, opts) => {
         const raw = String(opts.limit);
         if (!/^\d{1,5}$/.test(raw) || Number(raw) < 1 || Number(raw) > 10_000) throw new UserError('USAGE', `--limit ${show(raw)} must be a whole number from 1 to 10000`);
         const rows = store.listAudit({ limit: Number(raw) });
         if (opts.json) return io.out(json(rows));
         if (rows.length === 0) return io.out('no audit entries');
-        io.out(table(['TIME', 'ACTOR', 'ACTION', 'TARGET', 'CLIENT', 'DETAIL'], rows.map((r) => [iso(r.ts), r.actor, r.action, r.target, r.client ?? '-', JSON.stringify(r.detail)])));
+        io.out(rowsTable(['TIME', 'ACTOR', 'ACTION', 'TARGET', 'CLIENT', 'DETAIL'], rows.map((r) => [iso(r.ts), r.actor, r.action, r.target, r.client ?? '-', JSON.stringify(r.detail)])));
       }),
     );
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { collect, storeAction, table, type Io } from './cli-support';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type RouteView, buildRouteViews, tcpProbe } from '../api/admin-api';
@@ -15,55 +16,6 @@ import { CLI_ACTOR, must, type RouteInput, type Store, type StoredRoute } from '
  * (ROUTES_FILE) are listed but read-only here. Every change is audited with the actor `cli`; a
  * UserError prints one line and exits with its code (2).
  */
-
-interface Io {
-  out(text: string): void;
-}
-
-type Handler = (store: Store, io: Io, args: string[], opts: Record<string, unknown>) => void | Promise<void>;
-
-function rootOf(cmd: Command): Command {
-  let c = cmd;
-  while (c.parent) c = c.parent;
-  return c;
-}
-
-/** Wraps a handler: opens the store, writes through the root command's output, maps UserErrors to one line. */
-function action(open: () => Store, handler: Handler) {
-  return async (...raw: unknown[]): Promise<void> => {
-    const cmd = raw[raw.length - 1] as Command;
-    const opts = (raw[raw.length - 2] ?? {}) as Record<string, unknown>;
-    const args = raw.slice(0, -2) as string[];
-    const root = rootOf(cmd);
-    const write = root.configureOutput().writeOut ?? ((s: string) => void process.stdout.write(s));
-    const io: Io = { out: (text) => write(text.endsWith('\n') ? text : `${text}\n`) };
-    let store: Store | null = null;
-    try {
-      store = open();
-      await handler(store, io, args, opts);
-    } catch (err) {
-      if (!(err instanceof UserError)) throw err;
-      store?.close();
-      store = null;
-      root.error(`appgw: ${err.message.replace(/[\r\n]+/g, ' ')}`, { exitCode: err.exitCode, code: `appgw.${err.code}` });
-    } finally {
-      store?.close();
-    }
-  };
-}
-
-const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
-
-/** Pure. Left-aligned columns separated by two spaces. */
-function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max([...h].length, ...rows.map((r) => [...(r[i] ?? '')].length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(widths[i]! - [...c].length)))
-      .join('  ')
-      .trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n');
-}
 
 const backendText = (b: Backend) => (b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`);
 
@@ -141,7 +93,7 @@ export function registerRouteCommands(program: Command, open: () => Store, route
     .option('--disabled', 'create it disabled (not served)')
     .option('--no-strip-prefix', 'pass the path prefix on to the backend (apps that know their base URL)')
     .action(
-      action(open, (store, io, [name], opts) => {
+      storeAction(open, (store, io, [name], opts) => {
         const at = where(opts);
         if (at.path === undefined && at.subdomain === undefined) throw new UserError('USAGE', 'give --path /prefix/ or --subdomain label');
         refuseFileRoute(name!, routesFile(), store);
@@ -180,7 +132,7 @@ export function registerRouteCommands(program: Command, open: () => Store, route
     .option('--strip-prefix', 'strip the path prefix before proxying')
     .option('--no-strip-prefix', 'pass the path prefix on to the backend')
     .action(
-      action(open, (store, io, [name], opts) => {
+      storeAction(open, (store, io, [name], opts) => {
         refuseFileRoute(name!, routesFile(), store);
         if (opts.enable && opts.disable) throw new UserError('USAGE', 'give one of --enable and --disable, not both');
         if (opts.clearBackends && (opts.backend || opts.addBackend)) throw new UserError('USAGE', '--clear-backends cannot be combined with --backend or --add-backend');
@@ -227,7 +179,7 @@ export function registerRouteCommands(program: Command, open: () => Store, route
     .command('delete <name>')
     .description('delete a static route; its URL answers 404 from then on')
     .action(
-      action(open, (store, io, [name]) => {
+      storeAction(open, (store, io, [name]) => {
         if (!store.getRoute(name!)) refuseFileRoute(name!, routesFile(), store);
         store.removeRoute(name!, by);
         io.out(`deleted route ${name}`);
@@ -239,7 +191,7 @@ export function registerRouteCommands(program: Command, open: () => Store, route
     .description('static routes with their status (Not in use, Pending, Routing) and live backends')
     .option('--json', 'print JSON')
     .action(
-      action(open, async (store, io, _args, opts) => {
+      storeAction(open, async (store, io, _args, opts) => {
         const file = routesFile();
         const fromFile = readFileRoutes(file);
         const status = readStatus(store);

@@ -1,3 +1,4 @@
+import type { EdgeToken } from '../model/push-payload';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { parseDuration } from '../config';
 import { UserError } from '../errors';
@@ -86,14 +87,7 @@ export interface TokenIdentity {
 }
 
 /** What the proxy needs per token id: secret digest, user, admin flag, groups, route scope, expiry (epoch s). */
-export interface EdgeToken {
-  h: string;
-  u: string;
-  a: boolean;
-  g: string[];
-  r: string[];
-  e: number;
-}
+export type { EdgeToken } from '../model/push-payload';
 
 /**
  * Pure. Splits a token into id and secret, strictly. The reason never quotes the input (it may be
