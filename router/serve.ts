@@ -43,6 +43,11 @@ export async function buildProviders(config: Config, log: Logger): Promise<Provi
     const { ClearmlProvider } = require('./providers/clearml/clearml-provider') as typeof import('./providers/clearml/clearml-provider');
     providers.push(new ClearmlProvider(config, log.child({ provider: 'clearml' })));
   }
+  if (config.dockerProvider) {
+    // loaded only when enabled, so a gateway without the docker provider never loads dockerode for it
+    const { DockerProvider } = require('./providers/docker-provider') as typeof import('./providers/docker-provider');
+    providers.push(new DockerProvider(config.dockerSocket, log.child({ provider: 'docker' })));
+  }
   return providers;
 }
 
