@@ -11,7 +11,12 @@ export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
 const ok = <T>(value: T): Checked<T> => ({ ok: true, value });
 const no = <T>(reason: string): Checked<T> => ({ ok: false, reason });
 
-/** Shows an untrusted value in a message: quoted, control characters escaped, cut to 40 chars. */
+/** Pure. Escapes control, format (bidi, zero-width), separator and surrogate characters as \uXXXX. */
+export function printable(s: string): string {
+  return s.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Shows an untrusted value in a message: quoted, invisible and control characters escaped, cut to 40 chars. */
 export function show(value: unknown): string {
   let s: string;
   try {
@@ -20,7 +25,7 @@ export function show(value: unknown): string {
     s = String(value);
   }
   const cut = s.length > 40 ? s.slice(0, 40) + '…' : s;
-  return JSON.stringify(cut);
+  return printable(JSON.stringify(cut));
 }
 
 export const PATTERNS = {

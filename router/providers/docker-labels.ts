@@ -1,6 +1,6 @@
 import type { Backend, EphemeralRoute, Rejection, Snapshot, StaticBinding, TcpRoute } from '../model/types';
 import { emptySnapshot } from '../model/types';
-import { type Checked, checkEndpointName, checkHost, checkPort, checkPrincipal, checkRouteName, checkTaskId, routeId, show } from '../model/validate';
+import { type Checked, checkEndpointName, checkHost, checkPort, checkPrincipal, checkRouteName, checkTaskId, routeId, show, printable } from '../model/validate';
 
 /**
  * The label scheme of the docker provider: how a container asks the gateway to route to it. This
@@ -90,9 +90,6 @@ export function buildDockerSnapshot(containers: readonly unknown[], provider = D
  * Escapes control, format (bidi overrides, zero-width) and separator characters, so that a reason
  * echoing a hostile value stays one honest line in logs, status and the UI.
  */
-function printable(s: string): string {
-  return s.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 

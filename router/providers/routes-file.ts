@@ -16,6 +16,7 @@ import {
   checkTaskId,
   routeId,
   show,
+  printable,
 } from '../model/validate';
 
 /**
@@ -122,9 +123,6 @@ export function parseRoutesFile(text: string, fileName: string, provider = 'file
  * Escapes control, format (bidi overrides, zero-width) and separator characters, so that a reason
  * echoing a hostile value stays one honest line in logs, status and the UI.
  */
-function printable(s: string): string {
-  return s.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
 
 /** The first line of a yaml message, without its position (reported separately) and bounded. */
 function yamlReason(message: string): string {
