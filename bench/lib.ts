@@ -1,0 +1,252 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+
+/**
+ * Helpers of the benchmark (bench/core-bench.ts): wrk runs and their parsing, nginx processes the
+ * benchmark starts and stops itself, CPU accounting from /proc, small statistics.
+ * Benchmark code only; nothing in router/ or test/ imports it.
+ */
+
+/** What one wrk run measured. Latencies in milliseconds. */
+export interface WrkResult {
+  rps: number;
+  requests: number;
+  p50: number;
+  p75: number;
+  p90: number;
+  p99: number;
+  non2xx: number;
+  socketErrors: number;
+  seconds: number;
+}
+
+/** Pure. Milliseconds from a wrk duration such as `812.00us`, `1.23ms` or `1.01s`. */
+export function wrkMs(s: string): number {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(s.trim());
+  if (!m) throw new Error(`cannot read wrk duration ${JSON.stringify(s)}`);
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 'ms' ? v : m[2] === 's' ? v * 1000 : v * 60_000;
+}
+
+/** Pure. Reads wrk's `--latency` report; throws when a figure is missing. */
+export function parseWrk(out: string): WrkResult {
+  const num = (re: RegExp, what: string): string => {
+    const m = re.exec(out);
+    if (!m) throw new Error(`wrk output has no ${what}:\n${out}`);
+    return m[1]!;
+  };
+  const pct = (p: number) => wrkMs(num(new RegExp(`^\\s*${p}%\\s+(\\S+)`, 'm'), `${p}% latency`));
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    rps: Number(num(/Requests\/sec:\s+([\d.]+)/, 'Requests/sec')),
+    requests: Number(num(/(\d+) requests in/, 'request count')),
+    seconds: wrkMs(num(/requests in ([\d.]+(?:us|ms|s|m)),/, 'duration')) / 1000,
+    p50: pct(50),
+    p75: pct(75),
+    p90: pct(90),
+    p99: pct(99),
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+    socketErrors: sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+  };
+}
+
+/** Runs wrk (pinned to `cpu` when given) and resolves with its parsed report. */
+export function runWrk(opts: { url: string; seconds: number; connections: number; threads: number; headers: Record<string, string>; cpu: string | null }, track: Tracker): Promise<WrkResult> {
+  const args = [`-t${opts.threads}`, `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency', '--timeout', '5s'];
+  for (const [k, v] of Object.entries(opts.headers)) args.push('-H', `${k}: ${v}`);
+  args.push(opts.url);
+  const [cmd, argv] = opts.cpu === null ? ['wrk', args] : ['taskset', ['-c', opts.cpu, 'wrk', ...args]];
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv as string[], { stdio: ['ignore', 'pipe', 'pipe'] });
+    track.add(child.pid!, 'wrk');
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), (opts.seconds + 30) * 1000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      track.remove(child.pid!);
+      if (code !== 0) return reject(new Error(`wrk exited with ${code}: ${out}`));
+      try {
+        resolve(parseWrk(out));
+      } catch (e) {
+        reject(e);
+      }
+    });
+  });
+}
+
+/** The processes this benchmark started, so that every exit path can stop exactly those. */
+export class Tracker {
+  private readonly pids = new Map<number, string>();
+  add(pid: number, what: string): void {
+    this.pids.set(pid, what);
+  }
+  remove(pid: number): void {
+    this.pids.delete(pid);
+  }
+  /** TERM (then KILL after `ms`) to every tracked pid that is still alive. */
+  async killAll(ms = 3000): Promise<void> {
+    for (const pid of this.pids.keys()) if (alive(pid)) signal(pid, 'SIGTERM');
+    const deadline = Date.now() + ms;
+    while ([...this.pids.keys()].some(alive) && Date.now() < deadline) await sleep(50);
+    for (const pid of this.pids.keys()) if (alive(pid)) signal(pid, 'SIGKILL');
+    this.pids.clear();
+  }
+}
+
+/** True when a process with that pid exists (and is not a zombie). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
+/** Resolves after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** An nginx master this benchmark runs in the foreground (`daemon off`) with its own prefix. */
+export class NginxProc {
+  private child: ChildProcess | null = null;
+  private exited: Promise<void> = Promise.resolve();
+  constructor(
+    readonly name: string,
+    private readonly prefix: string,
+    private readonly conf: string,
+    private readonly track: Tracker,
+  ) {}
+
+  get pid(): number {
+    if (!this.child?.pid) throw new Error(`${this.name} is not running`);
+    return this.child.pid;
+  }
+
+  /** Checks the config with `nginx -t`, starts the master, waits until `ready` answers. */
+  async start(ready: () => Promise<boolean>): Promise<void> {
+    execFileSync('nginx', ['-t', '-q', '-e', 'stderr', '-p', this.prefix, '-c', this.conf], { stdio: 'pipe' });
+    const child = spawn('nginx', ['-e', 'stderr', '-p', this.prefix, '-c', this.conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.child = child;
+    this.track.add(child.pid!, this.name);
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    this.exited = new Promise((r) => child.once('exit', () => r()));
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`${this.name} exited at start: ${err.trim()}`);
+      if (await ready().catch(() => false)) return;
+      await sleep(20);
+    }
+    throw new Error(`${this.name} did not become ready within 10 s: ${err.trim()}`);
+  }
+
+  /** Re-reads the config (HUP) and resolves once only new workers serve. */
+  async reload(ready: () => Promise<boolean>): Promise<void> {
+    const before = new Set(childPids(this.pid));
+    process.kill(this.pid, 'SIGHUP');
+    await waitForNewWorkers(this.pid, before, ready);
+  }
+
+  /** Fast shutdown (TERM), KILL after 5 s. */
+  async stop(): Promise<void> {
+    if (!this.child || this.child.exitCode !== null) return;
+    const pid = this.child.pid!;
+    this.child.kill('SIGTERM');
+    const t = setTimeout(() => this.child?.kill('SIGKILL'), 5000);
+    await this.exited;
+    clearTimeout(t);
+    this.track.remove(pid);
+  }
+}
+
+/** Resolves once the master's workers are all new (none of `before`) and `ready` answers. */
+export async function waitForNewWorkers(master: number, before: Set<number>, ready: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const now = childPids(master);
+    if (now.length > 0 && now.every((p) => !before.has(p)) && (await ready().catch(() => false))) return;
+    await sleep(5);
+  }
+  throw new Error(`the workers of nginx ${master} were not replaced within 15 s`);
+}
+
+/** Worker pids of an nginx master (its children, from /proc). */
+export function childPids(master: number): number[] {
+  const f = `/proc/${master}/task/${master}/children`;
+  if (!existsSync(f)) return [];
+  return readFileSync(f, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+}
+
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+/** CPU seconds (user + system) used so far by the given processes. */
+export function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* exited */
+    }
+  }
+  return ticks / TICKS;
+}
+
+/** One GET on a fresh connection (no keep-alive); resolves with the status, 0 on a network error. */
+export function fetchStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve) => {
+    const r = http.get(url, { headers, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(0));
+    });
+    r.setTimeout(5000, () => r.destroy());
+    r.on('error', () => resolve(0));
+  });
+}
+
+/** One GET on a fresh connection (over `socketPath` when given); resolves with the body ('' on error). */
+export function fetchBody(url: string, headers: Record<string, string> = {}, socketPath?: string): Promise<string> {
+  return new Promise((resolve) => {
+    const r = http.get(url, { headers, agent: false, socketPath }, (res) => {
+      let b = '';
+      res.on('data', (d: Buffer) => (b += d.toString()));
+      res.on('end', () => resolve(b));
+      res.on('error', () => resolve(''));
+    });
+    r.setTimeout(5000, () => r.destroy());
+    r.on('error', () => resolve(''));
+  });
+}
+
+/** Pure. The median of a non-empty list. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Pure. The p-th percentile (nearest rank) of a non-empty list. */
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
