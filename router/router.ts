@@ -251,15 +251,18 @@ export class Router {
 
   private async reloadNow(): Promise<void> {
     if (this.stopped) return;
+    // an apply still running finishes first; then decide on the state as it is by then
+    await this.applying;
     const bundle = this.renderFor('g000000');
-    if (sameConfig(this.live, bundle)) return;
+    if (this.stopped || sameConfig(this.live, bundle)) return;
     this.lastReloadAt = Date.now();
     await this.applyNow();
   }
 
+  /** Applies are serialised: one that is asked for while another runs starts after it. */
   private applyNow(): Promise<ApplyResult> {
-    const run = this.applyOnce();
-    this.applying = run.then(() => undefined);
+    const run = (this.applying ?? Promise.resolve()).then(() => this.applyOnce());
+    this.applying = run.then(() => undefined, () => undefined);
     return run;
   }
 

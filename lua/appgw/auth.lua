@@ -24,16 +24,40 @@ function _M.parse(value)
   return id, secret
 end
 
+-- Per-worker memo of tokens whose secret was verified: presented string -> token id. Dropped
+-- whenever the pushed data changes (a revocation is a push), so it never outlives the record;
+-- the record and its expiry are still read on every request.
+local verified = {}
+local verified_count = 0
+local verified_version = -1
+local MAX_VERIFIED = 10000
+
+local function identity(id, rec)
+  if rec.e and rec.e <= ngx.time() then return nil, "expired_token" end
+  return { id = id, user = rec.u, admin = rec.a == true, groups = rec.g, routes = rec.r }
+end
+
 --- Checks a gateway token. Returns identity or nil, reason.
 function _M.check_token(value)
+  local v = state.version()
+  if v ~= verified_version then
+    verified, verified_count, verified_version = {}, 0, v
+  end
+  local known = verified[value]
+  if known then
+    local rec = state.token(known)
+    if rec then return identity(known, rec) end
+  end
   local id, secret = _M.parse(value)
   if not id then return nil, "malformed_token" end
   local rec = state.token(id)
   if not rec then return nil, "unknown_token" end
   local digest = sha256.hex(secret)
   if not digest or digest ~= rec.h then return nil, "bad_token" end
-  if rec.e and rec.e <= ngx.time() then return nil, "expired_token" end
-  return { id = id, user = rec.u, admin = rec.a == true, groups = rec.g, routes = rec.r }
+  if verified_count >= MAX_VERIFIED then verified, verified_count = {}, 0 end
+  verified[value] = id
+  verified_count = verified_count + 1
+  return identity(id, rec)
 end
 
 local function first(v)

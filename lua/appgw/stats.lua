@@ -3,6 +3,15 @@ local _M = {}
 
 local stats = ngx.shared.appgw_stats
 
+-- Counters accumulate in a per-worker table and are flushed to the shared dict once a second
+-- (init_worker starts the timer), so a request costs table updates, not shared-dict writes.
+local pending = {}
+local last_used = {}
+
+local function add(key, n)
+  pending[key] = (pending[key] or 0) + n
+end
+
 function _M.log()
   local ctx = ngx.ctx
   if ctx.appgw_counted then require("appgw.pick").release(ctx.appgw_counted) end
@@ -10,12 +19,28 @@ function _M.log()
   if not route then return end
   local status = ngx.status
   local class = status >= 500 and "5xx" or status >= 400 and "4xx" or status >= 300 and "3xx" or "2xx"
-  stats:incr("req:" .. route, 1, 0)
-  stats:incr("st:" .. class .. ":" .. route, 1, 0)
+  add("req:" .. route, 1)
+  add("st:" .. class .. ":" .. route, 1)
   local rt = tonumber(ngx.var.request_time)
-  if rt then stats:incr("ms:" .. route, rt * 1000, 0) end
+  if rt then add("ms:" .. route, rt * 1000) end
   local token = ctx.appgw_token
-  if token then stats:set("lu:" .. token, ngx.time()) end
+  if token then last_used[token] = ngx.time() end
+end
+
+--- Moves this worker's counters into the shared dict.
+function _M.flush()
+  local p, lu = pending, last_used
+  pending, last_used = {}, {}
+  for k, n in pairs(p) do stats:incr(k, n, 0) end
+  for id, ts in pairs(lu) do stats:set("lu:" .. id, ts) end
+end
+
+--- init_worker: flush every second.
+function _M.start()
+  local ok, err = ngx.timer.every(1, function(premature)
+    if not premature then _M.flush() end
+  end)
+  if not ok then ngx.log(ngx.ERR, "appgw: cannot start the stats timer: ", err) end
 end
 
 --- POST /_internal/last-used (push socket): hands the router the last-use time of each token
