@@ -9,6 +9,7 @@ local respond = require "appgw.respond"
 local cjson = require "cjson.safe"
 local tunnel = require "appgw.tunnel"
 local sha256 = require "appgw.sha256"
+local stats = require "appgw.stats"
 
 local _M = {}
 
@@ -152,6 +153,7 @@ function _M.run()
   ctx.appgw_token = ident.id
   var.appgw_log_route = key
   var.appgw_log_token = ident.id or ""
+  stats.count(key, ident.id)
 
   if route.s and prefix then
     local rest = var.uri:sub(#prefix + 1)

@@ -1,4 +1,5 @@
--- log_by_lua: counts requests, status classes and latency per route in `appgw_stats`.
+-- Counts requests per route (access phase), status classes and latency (log phase, static
+-- routes), and token last use, in `appgw_stats`.
 local _M = {}
 
 local stats = ngx.shared.appgw_stats
@@ -12,6 +13,14 @@ local function add(key, n)
   pending[key] = (pending[key] or 0) + n
 end
 
+--- Access phase, every proxied request: counts it for its route and notes its token's use.
+function _M.count(route, token)
+  add("req:" .. route, 1)
+  if token then last_used[token] = ngx.time() end
+end
+
+--- Log phase, static routes only (task routes skip the log phase: it costs ~3 µs a request):
+--- status class and latency, and the in-flight release of bounded-load balancing.
 function _M.log()
   local ctx = ngx.ctx
   if ctx.appgw_counted then require("appgw.pick").release(ctx.appgw_counted) end
@@ -19,12 +28,9 @@ function _M.log()
   if not route then return end
   local status = ngx.status
   local class = status >= 500 and "5xx" or status >= 400 and "4xx" or status >= 300 and "3xx" or "2xx"
-  add("req:" .. route, 1)
   add("st:" .. class .. ":" .. route, 1)
   local rt = tonumber(ngx.var.request_time)
   if rt then add("ms:" .. route, rt * 1000) end
-  local token = ctx.appgw_token
-  if token then last_used[token] = ngx.time() end
 end
 
 --- Moves this worker's counters into the shared dict.
