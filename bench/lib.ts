@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 
@@ -51,11 +51,19 @@ export function parseWrk(out: string): WrkResult {
   };
 }
 
-/** Runs wrk (pinned to `cpu` when given) and resolves with its parsed report. */
-export function runWrk(opts: { url: string; seconds: number; connections: number; threads: number; headers: Record<string, string>; cpu: string | null }, track: Tracker): Promise<WrkResult> {
+/**
+ * Runs wrk (pinned to `cpu` when given) and resolves with its parsed report. With `script`, wrk
+ * runs that Lua script (`-s`), and `scriptArgs` follow the URL after `--` (bench/wrk-tokens.lua).
+ */
+export function runWrk(
+  opts: { url: string; seconds: number; connections: number; threads: number; headers: Record<string, string>; cpu: string | null; script?: string; scriptArgs?: string[] },
+  track: Tracker,
+): Promise<WrkResult> {
   const args = [`-t${opts.threads}`, `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency', '--timeout', '5s'];
   for (const [k, v] of Object.entries(opts.headers)) args.push('-H', `${k}: ${v}`);
+  if (opts.script) args.push('-s', opts.script);
   args.push(opts.url);
+  if (opts.script && opts.scriptArgs?.length) args.push('--', ...opts.scriptArgs);
   const [cmd, argv] = opts.cpu === null ? ['wrk', args] : ['taskset', ['-c', opts.cpu, 'wrk', ...args]];
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, argv as string[], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -249,4 +257,33 @@ export function median(xs: number[]): number {
 export function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+/** True when `perf` can be run. */
+export function perfAvailable(): Promise<boolean> {
+  return new Promise((r) => execFile('perf', ['--version'], (err) => r(!err)));
+}
+
+/** `perf record -g` of one process for `seconds` (perf itself pinned to `cpu` when given). */
+export function perfRecord(pid: number, seconds: number, out: string, cpu: string | null, track: Tracker): Promise<void> {
+  const args = ['record', '-F', '999', '-g', '-p', String(pid), '-o', out, '--', 'sleep', String(seconds)];
+  const [cmd, argv] = cpu === null ? ['perf', args] : ['taskset', ['-c', cpu, 'perf', ...args]];
+  return new Promise((resolve, reject) => {
+    const c = execFile(cmd, argv as string[], { timeout: (seconds + 30) * 1000 }, (err, _o, e) => {
+      if (c.pid) track.remove(c.pid);
+      if (err) reject(new Error(`perf record: ${e || err.message}`));
+      else resolve();
+    });
+    if (c.pid) track.add(c.pid, 'perf');
+  });
+}
+
+/** The top `lines` rows (self time, ≥ 0.5 %) of `perf report --sort <sort>`, one string each. */
+export function perfReport(file: string, sort: string, lines: number): Promise<string[]> {
+  return new Promise((resolve) =>
+    execFile('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', sort, '-g', 'none', '--percent-limit', '0.5'], { maxBuffer: 64 << 20, timeout: 60_000 }, (err, out) => {
+      if (err) return resolve([`perf report failed: ${err.message}`]);
+      resolve(out.split('\n').filter((l) => /^\s+[\d.]+%/.test(l)).slice(0, lines).map((l) => l.trim().replace(/\s+/g, ' ')));
+    }),
+  );
 }
