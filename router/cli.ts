@@ -9,6 +9,7 @@ import { formatCheck, runCheck } from './commands/check';
 import { merge } from './model/merge';
 import { loadTemplates, render } from './render/render';
 import { loadConfig, serve } from './serve';
+import { renderBaseFor } from './gateway';
 import { openStore } from './store/store';
 import { FileProvider } from './providers/file-provider';
 import { memoryLogger } from './log';
@@ -64,13 +65,7 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
       for (const p of providers) await p.start((state, rejections) => views.set(p.name, { state, rejections }));
       for (const p of providers) await p.stop();
       const desired = merge(views);
-      const bundle = render(loadTemplates(), {
-        generation: 'g000000', listenAddress: config.listenAddress, listenPort: config.serverPort, routerDomain: config.routerDomain,
-        luaDir: config.luaDir, runDir: config.runDir, tmpDir: join(config.nginxDir, 'tmp'), errorLog: join(config.dataDir, 'logs', 'error.log'),
-        errorLogLevel: 'warn', accessLog: join(config.dataDir, 'logs', 'access.log'), loadModules: [], workerUser: config.proxyWorkerUser,
-        workerProcesses: config.proxyWorkerProcesses, workerShutdownTimeoutS: config.workerShutdownTimeoutS, maxBodySize: config.maxBodySize,
-        readTimeoutS: config.readTimeoutS, dataDictSize: '64m', daemonOff: false, static: desired.static, tcp: [],
-      });
+      const bundle = render(loadTemplates(), { ...renderBaseFor(config, []), generation: 'g000000', static: desired.static, tcp: [] });
       for (const [file, content] of [...bundle].sort(([a], [b]) => (a < b ? -1 : 1))) io.out(`# ---- ${file}\n${content}\n`);
       io.out(`# ---- pushed data (not rendered): ${desired.ephemeral.length} task route(s)\n`);
       for (const r of desired.ephemeral) io.out(`#   /service/${r.id}/ -> ${r.backend.host}:${r.backend.port} (owner ${r.owner ?? '-'})\n`);

@@ -37,6 +37,37 @@ export interface GatewayOptions {
   api?: ApiHandler;
 }
 
+function paths(config: Config): { logDir: string; tmpDir: string } {
+  return { logDir: join(config.dataDir, 'logs'), tmpDir: join(config.nginxDir, 'tmp') };
+}
+
+/**
+ * Pure. The configuration-derived part of every render (paths, listener, modules, limits); the
+ * routes and the generation are added per render. Used by serve, `appgw render` and `appgw check`.
+ */
+export function renderBaseFor(config: Config, loadModules: string[], isRoot = typeof process.getuid === 'function' && process.getuid() === 0): Omit<RenderInput, 'generation' | 'static' | 'tcp'> {
+  const { logDir, tmpDir } = paths(config);
+  const container = config.proxyMode === 'docker';
+  return {
+    listenAddress: config.listenAddress,
+    listenPort: config.serverPort,
+    routerDomain: config.routerDomain,
+    luaDir: config.luaDir,
+    runDir: config.runDir,
+    tmpDir,
+    errorLog: container ? '/dev/stderr' : join(logDir, 'error.log'),
+    errorLogLevel: 'warn',
+    accessLog: container ? '/dev/stdout' : join(logDir, 'access.log'),
+    loadModules,
+    workerUser: config.proxyWorkerUser ?? (config.proxyMode === 'local' && isRoot ? 'root' : null),
+    workerProcesses: config.proxyWorkerProcesses,
+    workerShutdownTimeoutS: config.workerShutdownTimeoutS,
+    maxBodySize: config.maxBodySize,
+    readTimeoutS: config.readTimeoutS,
+    dataDictSize: '64m',
+  };
+}
+
 /** Copies the shipped Lua into LUA_DIR (staged and renamed, so the proxy never sees half a copy). */
 export function installLua(luaDir: string): void {
   if (resolve(luaDir) === SHIPPED_LUA) return;
@@ -69,15 +100,13 @@ class ExternalProxy implements ProxyControl {
  * providers.
  */
 export async function startGateway(config: Config, log: Logger, opts: GatewayOptions): Promise<Gateway> {
-  const logDir = join(config.dataDir, 'logs');
-  const tmpDir = join(config.nginxDir, 'tmp');
+  const { logDir, tmpDir } = paths(config);
   for (const d of [config.dataDir, config.nginxDir, logDir, tmpDir]) mkdirSync(d, { recursive: true, mode: 0o755 });
   // the run dir holds the push socket and the router socket: private to the router and the proxy
   mkdirSync(config.runDir, { recursive: true, mode: config.proxyMode === 'local' ? 0o700 : 0o755 });
   installLua(config.luaDir);
   // docker mode: the proxy is OpenResty (Lua and stream built in); the router has no nginx of its own
   const flavor = config.proxyMode === 'docker' ? { loadModules: [] as string[] } : await probeNginx(config.nginxBin);
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   const local = config.proxyMode === 'docker' ? null : new LocalNginx(config.nginxBin, config.nginxDir, join(config.nginxDir, 'current', 'nginx.conf'), join(config.runDir, 'nginx.pid'), log);
   let control: ProxyControl;
   if (config.proxyMode === 'local') control = local!;
@@ -94,26 +123,7 @@ export async function startGateway(config: Config, log: Logger, opts: GatewayOpt
     control,
     log,
   );
-  const container = config.proxyMode === 'docker';
-  const renderBase: Omit<RenderInput, 'generation' | 'static' | 'tcp'> = {
-    listenAddress: config.listenAddress,
-    listenPort: config.serverPort,
-    routerDomain: config.routerDomain,
-    luaDir: config.luaDir,
-    runDir: config.runDir,
-    tmpDir,
-    errorLog: container ? '/dev/stderr' : join(logDir, 'error.log'),
-    errorLogLevel: 'warn',
-    accessLog: container ? '/dev/stdout' : join(logDir, 'access.log'),
-    loadModules: flavor.loadModules,
-    workerUser: config.proxyWorkerUser ?? (config.proxyMode === 'local' && isRoot ? 'root' : null),
-    workerProcesses: config.proxyWorkerProcesses,
-    workerShutdownTimeoutS: config.workerShutdownTimeoutS,
-    maxBodySize: config.maxBodySize,
-    readTimeoutS: config.readTimeoutS,
-    dataDictSize: '64m',
-    daemonOff: false,
-  };
+  const renderBase = renderBaseFor(config, flavor.loadModules);
   const router = new Router({
     config,
     log,

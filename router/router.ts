@@ -311,8 +311,9 @@ export class Router {
     try {
       const s = await proxyDataState(this.d.pushSocket);
       if (s.epoch !== this.epoch || s.version !== this.version) this.pushedOk = false;
-    } catch {
-      this.pushedOk = false;
+    } catch (e) {
+      // no answer is not a different version: a busy proxy keeps its data; ask again next tick
+      this.d.log.debug('proxy state probe failed', { component: 'router', error: (e as Error).message });
     }
     await this.reconcileNow();
     await this.drainDenials();

@@ -10,6 +10,7 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || [ -n "${NGINX_BIN:-}" ] || need+=(libnginx-mod-http-lua)
 [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || [ -n "${NGINX_BIN:-}" ] || need+=(libnginx-mod-stream)
 [ -f /usr/share/lua/5.1/resty/core.lua ] || [ -n "${NGINX_BIN:-}" ] || need+=(lua-resty-core)
+[ -f /usr/share/lua/5.1/resty/lrucache.lua ] || [ -n "${NGINX_BIN:-}" ] || need+=(lua-resty-lrucache)
 [ -f /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so ] || ls /usr/lib/*/lua/5.1/cjson.so >/dev/null 2>&1 || [ -n "${NGINX_BIN:-}" ] || need+=(lua-cjson)
 if [ "${APPGW_TEST_DEPS:-0}" = 1 ]; then
   command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server openssh-client)

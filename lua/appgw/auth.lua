@@ -24,13 +24,14 @@ function _M.parse(value)
   return id, secret
 end
 
--- Per-worker memo of tokens whose secret was verified: presented string -> token id. Dropped
+-- Per-worker LRU memo of tokens whose secret was verified: presented string -> token id. Dropped
 -- whenever the pushed data changes (a revocation is a push), so it never outlives the record;
--- the record and its expiry are still read on every request.
-local verified = {}
-local verified_count = 0
+-- the record and its expiry are still read on every request. LRU, so more tokens in use than it
+-- holds cost a hash for the least recent ones only (no flush-all cliff).
+local lrucache = require "resty.lrucache"
+local MAX_VERIFIED = 20000
+local verified = assert(lrucache.new(MAX_VERIFIED))
 local verified_version = -1
-local MAX_VERIFIED = 10000
 
 local function identity(id, rec)
   if rec.e and rec.e <= ngx.time() then return nil, "expired_token" end
@@ -41,9 +42,10 @@ end
 function _M.check_token(value)
   local v = state.version()
   if v ~= verified_version then
-    verified, verified_count, verified_version = {}, 0, v
+    verified:flush_all()
+    verified_version = v
   end
-  local known = verified[value]
+  local known = verified:get(value)
   if known then
     local rec = state.token(known)
     if rec then return identity(known, rec) end
@@ -54,9 +56,7 @@ function _M.check_token(value)
   if not rec then return nil, "unknown_token" end
   local digest = sha256.hex(secret)
   if not digest or digest ~= rec.h then return nil, "bad_token" end
-  if verified_count >= MAX_VERIFIED then verified, verified_count = {}, 0 end
-  verified[value] = id
-  verified_count = verified_count + 1
+  verified:set(value, id)
   return identity(id, rec)
 end
 

@@ -89,13 +89,7 @@ end
 
 --- GET /_internal/state: what the proxy holds, so the router can tell a restarted proxy.
 function _M.state()
-  local health = ngx.shared.appgw_health
-  local load = {}
-  for _, k in ipairs(health:get_keys(1000)) do
-    if k:sub(1, 5) == "load:" then load[k:sub(6)] = health:get(k) end
-  end
   return reply(200, {
-    in_flight = load,
     version = data:get("meta:version") or 0,
     epoch = data:get("meta:epoch"),
     pushed_at = data:get("meta:pushed_at"),

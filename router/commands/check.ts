@@ -12,6 +12,7 @@ import { request } from '../proxy/edge-client';
 import { LocalNginx } from '../proxy/local-nginx';
 import { probeNginx } from '../proxy/nginx-probe';
 import { loadTemplates, render } from '../render/render';
+import { renderBaseFor } from '../gateway';
 import { CLI_ACTOR, openStore } from '../store/store';
 import { createToken, revokeToken } from '../store/tokens';
 
@@ -50,10 +51,9 @@ export async function runCheck(config: Config): Promise<CheckLine[]> {
       const dir = mkdtempSync(join(tmpdir(), 'appgw-check-'));
       try {
         const bundle = render(loadTemplates(), {
-          generation: 'g000000', listenAddress: config.listenAddress, listenPort: config.serverPort, routerDomain: config.routerDomain,
-          luaDir: config.luaDir, runDir: dir, tmpDir: dir, errorLog: 'stderr', errorLogLevel: 'warn', accessLog: '/dev/null',
-          loadModules: flavor.loadModules, workerUser: null, workerProcesses: '1', workerShutdownTimeoutS: 10, maxBodySize: config.maxBodySize,
-          readTimeoutS: config.readTimeoutS, dataDictSize: '8m', daemonOff: false, static: [], tcp: [],
+          ...renderBaseFor(config, flavor.loadModules),
+          runDir: dir, tmpDir: dir, errorLog: 'stderr', accessLog: '/dev/null', workerUser: null, workerProcesses: '1', workerShutdownTimeoutS: 10, dataDictSize: '8m',
+          generation: 'g000000', static: [], tcp: [],
         });
         const nginx = new LocalNginx(config.nginxBin, dir, join(dir, 'current', 'nginx.conf'), join(dir, 'nginx.pid'), memoryLogger());
         const applier = new Applier({ nginxDir: dir, keep: 2, served: async () => null }, { test: (c) => nginx.test(c), reload: async () => undefined, running: async () => false }, memoryLogger());

@@ -39,7 +39,6 @@ export interface RenderInput {
   maxBodySize: string;
   readTimeoutS: number;
   dataDictSize: string;
-  daemonOff: boolean;
   static: StaticRoute[];
   tcp: RenderedTcp[];
 }
@@ -135,7 +134,6 @@ export function render(t: Templates, input: RenderInput): Bundle {
       runDir: input.runDir,
       errorLog: input.errorLog,
       errorLogLevel: input.errorLogLevel,
-      daemonOff: input.daemonOff,
       luaDir: input.luaDir,
       dataDictSize: input.dataDictSize,
       accessLog: input.accessLog,

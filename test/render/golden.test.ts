@@ -27,7 +27,6 @@ const base: RenderInput = {
   maxBodySize: '100m',
   readTimeoutS: 3600,
   dataDictSize: '64m',
-  daemonOff: false,
   static: [route('llm'), route('chat', { subdomain: 'chat', path: null }), route('off', { enabled: false }), route('deep', { path: '/team/a/' })],
   tcp: [{ id: '0123456789abcdef0123456789abcdef', port: 30001, backend: { host: '10.0.3.17', port: 22 }, allow: ['10.0.0.0/8'] }],
 };
