@@ -17,38 +17,53 @@ local var = ngx.var
 local audit = ngx.shared.appgw_audit
 local AUDIT_MAX = 10000
 
--- `/service/<task>/...` or `/service/<task>-<name>/...`
-local SERVICE = "^/service/([a-z0-9]+)(%-?[a-z0-9_]*)(/?)"
+-- `/service/<task>/...` or `/service/<task>-<name>/...`: captures the route id, the task part
+-- and the character after the id ("" when the path ends there)
+local SERVICE = "^/service/(([a-z0-9]+)%-?[a-z0-9_]*)(/?)"
 
-local function resolve()
-  local kind = var.appgw_kind
+-- Returns route (or nil), the route's path prefix, whether it needs a trailing-slash redirect,
+-- and the route key. Called after state.sync().
+local function resolve(kind, uri)
   if kind == "service" then
-    local task, name, slash = var.uri:match(SERVICE)
-    if not task or #task > 40 or (name ~= "" and #name < 2) then return nil end
-    local id = task .. name
-    return state.route("e:" .. id), "/service/" .. id, slash == "", "e:" .. id
+    local id, task, slash = uri:match(SERVICE)
+    if not id or #task > 40 then return nil end
+    local name_len = #id - #task
+    if name_len == 1 then return nil end -- a name part is at least 2 characters ("-" and one more)
+    local route = state.route("e:" .. id, true)
+    if not route then return nil, nil, false, "e:" .. id end
+    local prefix = route.prefix
+    if not prefix then
+      prefix = "/service/" .. id
+      route.prefix = prefix
+    end
+    return route, prefix, slash == "", route.key
   elseif kind == "static" then
     local key = var.appgw_route
-    local route = state.route(key)
+    local route = state.route(key, true)
     return route, route and route.p, false, key
   end
   return nil
 end
 
--- Affinity key, first present wins: X-Session-Id, the affinity cookie, the token id; else the
--- gateway sets an affinity cookie (routes with several backends) so the browser sticks too.
-local function affinity_key(ident, several)
+-- Affinity key (routes with several backends), first present wins: X-Session-Id, the affinity
+-- cookie, the token id; else the gateway sets an affinity cookie so the browser sticks too.
+local function affinity_key(ident)
   local sid = var.http_x_session_id
   if sid and sid ~= "" then return "s:" .. sid end
   local ck = var.cookie_appgw_affinity
   if ck and ck ~= "" then return "c:" .. ck end
-  if ident and ident.id then return "t:" .. ident.id end
-  if several then
-    local v = sha256.random(12) or ngx.md5(ngx.now() .. var.remote_addr .. var.remote_port)
-    ngx.header["Set-Cookie"] = "appgw_affinity=" .. v .. "; Path=/; HttpOnly; SameSite=Lax"
-    return "c:" .. v
+  local id = ident and ident.id
+  if id then
+    local k = ident.affinity
+    if not k then
+      k = "t:" .. id
+      ident.affinity = k -- identities of tokens are shared per data version; this is derived only
+    end
+    return k
   end
-  return "a:" .. var.remote_addr
+  local v = sha256.random(12) or ngx.md5(ngx.now() .. var.remote_addr .. var.remote_port)
+  ngx.header["Set-Cookie"] = "appgw_affinity=" .. v .. "; Path=/; HttpOnly; SameSite=Lax"
+  return "c:" .. v
 end
 
 --- Queues a denial for the audit log (route, credential id, reason, client); never a secret.
@@ -107,34 +122,38 @@ local MESSAGES = {
 
 function _M.run()
   -- locations without a kind (health, login, the 404 fallback) answer from their content handler
-  if var.appgw_kind == "" then return end
+  local kind = var.appgw_kind
+  if kind == "" then return end
+  state.sync()
   local ctx = ngx.ctx
-  local route, prefix, needs_slash, key = resolve()
+  local uri = var.uri
+  local route, prefix, needs_slash, key = resolve(kind, uri)
 
   local ident, status, reason = auth.identify(ctx)
   if not ident then
     if status == 401 and reason == "unknown_token" then reason = "bad_token" end
     return deny(status, reason, key, nil, MESSAGES[reason] or "Not signed in.", status == 503 and { retry_after = 5 } or nil)
   end
-  if var.appgw_kind == "admin" then
+  local token_id = ident.id
+  if kind == "admin" then
     if not ident.admin then
       return deny(403, "admin_required", "admin", ident, "The admin API needs an admin identity.")
     end
     var.appgw_user = ident.user or ""
     var.appgw_log_route = "admin"
-    var.appgw_log_token = ident.id or ""
+    var.appgw_log_token = token_id or ""
     auth.strip(ctx)
     return
   end
   if not route then
-    return respond.error(404, "route_not_found", "No route matches " .. (var.uri or "/") .. ".")
+    return respond.error(404, "route_not_found", "No route matches " .. (uri or "/") .. ".")
   end
   local ok, why = authz.allowed(ident, route)
   if not ok then
     return deny(403, why, key, ident, "You are signed in as " .. tostring(ident.user) .. ", who may not use this route.", { route = route.n })
   end
   if ctx.appgw_exchange then
-    ngx.header["Set-Cookie"] = session_cookie(ctx.appgw_exchange, state.token(ident.id).e)
+    ngx.header["Set-Cookie"] = session_cookie(ctx.appgw_exchange, state.token(token_id).e)
     return ngx.redirect(without_gw_token(), 302)
   end
   if needs_slash then
@@ -143,30 +162,39 @@ function _M.run()
   end
 
   local backends = route.b
-  if not backends or #backends == 0 then
+  local n = backends and #backends or 0
+  if n == 0 then
     return respond.error(503, "no_backend", "The route " .. (route.n or key) .. " has no live backend right now.",
       { route = route.n, retry_after = 5 })
   end
 
-  ctx.appgw_order = pick.order(backends, affinity_key(ident, #backends > 1))
+  local order, ids
+  if n == 1 then
+    order = backends
+  else
+    order, ids = pick.order(backends, affinity_key(ident))
+  end
+  ctx.appgw_order = order
+  ctx.appgw_ids = ids
   ctx.appgw_route = key
-  ctx.appgw_token = ident.id
+  ctx.appgw_token = token_id
   var.appgw_log_route = key
-  var.appgw_log_token = ident.id or ""
-  stats.count(key, ident.id)
+  if token_id then var.appgw_log_token = token_id end
+  stats.count(key, token_id)
 
   if route.s and prefix then
-    local rest = var.uri:sub(#prefix + 1)
+    local rest = uri:sub(#prefix + 1)
     if rest == "" or rest:byte(1) ~= 47 then rest = "/" .. rest end
     ngx.req.set_uri(rest, false)
     var.appgw_prefix = prefix
   end
   var.appgw_user = ident.user or ""
-  var.appgw_groups = ident.groups and table.concat(ident.groups, ",") or ""
-  auth.strip(ctx)
+  local groups = ident.groups_header
+  if groups and groups ~= "" then var.appgw_groups = groups end
+  if ctx.appgw_strip_auth or var.http_cookie then auth.strip(ctx) end
   if var.http_upgrade then
     -- tunnelled in Lua so that revoking the token closes the connection
-    return tunnel.run(ctx.appgw_order, ident, (state.settings().read_timeout_s or 3600) * 1000)
+    return tunnel.run(order, ident, (state.settings(true).read_timeout_s or 3600) * 1000)
   end
 end
 

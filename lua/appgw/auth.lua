@@ -24,40 +24,60 @@ function _M.parse(value)
   return id, secret
 end
 
--- Per-worker LRU memo of tokens whose secret was verified: presented string -> token id. Dropped
--- whenever the pushed data changes (a revocation is a push), so it never outlives the record;
--- the record and its expiry are still read on every request. LRU, so more tokens in use than it
--- holds cost a hash for the least recent ones only (no flush-all cliff).
-local lrucache = require "resty.lrucache"
-local MAX_VERIFIED = 20000
-local verified = assert(lrucache.new(MAX_VERIFIED))
-local verified_version = -1
+-- Per-worker memo of verified tokens: presented string -> identity. The identity is built once
+-- from the token record and shared by every request that presents the same string (callers must
+-- not modify it). Dropped whenever the pushed data changes (a revocation is a push), so it never
+-- outlives its record; the expiry is still checked on every request. Two generations of at most
+-- MEMO_HALF entries each: a hit in the older one moves the entry to the newer one, and when the
+-- newer one is full it becomes the older one. So the most recent MEMO_HALF tokens in use are
+-- always held, more tokens than that cost a hash for the least recent ones only, and nothing
+-- is ever flushed whole (no cliff), with no per-request bookkeeping beyond a table write.
+local MEMO_HALF = 10000
+local memo, memo_old, memo_n = {}, {}, 0
+state.on_change(function() memo, memo_old, memo_n = {}, {}, 0 end)
 
-local function identity(id, rec)
-  if rec.e and rec.e <= ngx.time() then return nil, "expired_token" end
-  return { id = id, user = rec.u, admin = rec.a == true, groups = rec.g, routes = rec.r }
+local function remember(value, ident)
+  if memo_n >= MEMO_HALF then
+    memo_old, memo, memo_n = memo, {}, 0
+  end
+  memo[value] = ident
+  memo_n = memo_n + 1
 end
 
---- Checks a gateway token. Returns identity or nil, reason.
-function _M.check_token(value)
-  local v = state.version()
-  if v ~= verified_version then
-    verified:flush_all()
-    verified_version = v
+local concat = table.concat
+
+local function new_identity(id, rec)
+  local groups = type(rec.g) == "table" and rec.g or {}
+  return {
+    id = id, user = rec.u, admin = rec.a == true, groups = groups, routes = rec.r, e = rec.e,
+    groups_header = concat(groups, ","),
+  }
+end
+
+--- Checks a gateway token. Returns identity or nil, reason. `synced`: the caller already called
+--- state.sync() in this handler.
+function _M.check_token(value, synced)
+  if not synced then state.sync() end
+  local ident = memo[value]
+  if not ident then
+    ident = memo_old[value]
+    if ident then
+      memo_old[value] = nil
+      remember(value, ident)
+    else
+      local id, secret = _M.parse(value)
+      if not id then return nil, "malformed_token" end
+      local rec = state.token(id, true)
+      if not rec then return nil, "unknown_token" end
+      local digest = sha256.hex(secret)
+      if not digest or digest ~= rec.h then return nil, "bad_token" end
+      ident = new_identity(id, rec)
+      remember(value, ident)
+    end
   end
-  local known = verified:get(value)
-  if known then
-    local rec = state.token(known)
-    if rec then return identity(known, rec) end
-  end
-  local id, secret = _M.parse(value)
-  if not id then return nil, "malformed_token" end
-  local rec = state.token(id)
-  if not rec then return nil, "unknown_token" end
-  local digest = sha256.hex(secret)
-  if not digest or digest ~= rec.h then return nil, "bad_token" end
-  verified:set(value, id)
-  return identity(id, rec)
+  local e = ident.e
+  if e and e <= ngx.time() then return nil, "expired_token" end
+  return ident
 end
 
 local function first(v)
@@ -66,8 +86,8 @@ local function first(v)
 end
 
 --- The name of the gateway session cookie.
-function _M.session_cookie_name()
-  local s = state.settings()
+function _M.session_cookie_name(synced)
+  local s = state.settings(synced)
   if s.secure then return "__Host-appgw_session" end
   return "appgw_session"
 end
@@ -78,7 +98,10 @@ local function clearml_identity(cookie)
   local cached = sessions:get(key)
   if cached then
     local ident = cjson.decode(cached)
-    if ident and ident.user then return ident end
+    if ident and ident.user then
+      ident.groups_header = type(ident.groups) == "table" and concat(ident.groups, ",") or ""
+      return ident
+    end
     return nil, 401, "invalid_session"
   end
   local res = ngx.location.capture("/_appgw_clearml_session", {
@@ -92,6 +115,7 @@ local function clearml_identity(cookie)
       ident.groups = u and u.g or {}
       ident.via = "clearml"
       sessions:set(key, cjson.encode(ident), SESSION_TTL)
+      ident.groups_header = concat(ident.groups, ",")
       return ident
     end
   elseif res.status == 401 or res.status == 403 then
@@ -102,16 +126,17 @@ local function clearml_identity(cookie)
   return nil, 503, "session_check_unavailable"
 end
 
---- Finds and checks the caller's credential. Returns ident, or nil, status, reason.
+--- Finds and checks the caller's credential. Returns ident, or nil, status, reason. Called
+--- after state.sync() in the same handler. The identity of a token is shared between requests:
+--- read it, never modify it.
 --- ctx.appgw_strip_auth is set when the Authorization header carried the gateway token;
 --- ctx.appgw_exchange holds a valid ?gw_token= to be exchanged for the session cookie.
 function _M.identify(ctx)
   local var = ngx.var
   local h = first(var.http_x_gateway_token)
   if h then
-    local ident, reason = _M.check_token(h)
+    local ident, reason = _M.check_token(h, true)
     if not ident then return nil, 401, reason end
-    ident.via = "header"
     return ident
   end
   local authz = first(var.http_authorization)
@@ -119,31 +144,28 @@ function _M.identify(ctx)
     local tok = authz:match("^[Bb]earer%s+(appgw_%S+)%s*$")
     if tok then
       ctx.appgw_strip_auth = true
-      local ident, reason = _M.check_token(tok)
+      local ident, reason = _M.check_token(tok, true)
       if not ident then return nil, 401, reason end
-      ident.via = "bearer"
       return ident
     end
   end
   local q = var.arg_gw_token
   if q then
     q = ngx.unescape_uri(q)
-    local ident, reason = _M.check_token(q)
+    local ident, reason = _M.check_token(q, true)
     if not ident then return nil, 401, reason end
-    ident.via = "query"
     ctx.appgw_exchange = q
     return ident
   end
   local header = var.http_cookie
   if header then
-    local s = cookies.get(header, _M.session_cookie_name())
+    local s = cookies.get(header, _M.session_cookie_name(true))
     if s then
-      local ident, reason = _M.check_token(ngx.unescape_uri(s))
+      local ident, reason = _M.check_token(ngx.unescape_uri(s), true)
       if not ident then return nil, 401, reason end
-      ident.via = "cookie"
       return ident
     end
-    local name = state.settings().clearml_cookie
+    local name = state.settings(true).clearml_cookie
     local c = name and cookies.get(header, name)
     if c and c ~= "" then
       if #c > 8192 then return nil, 401, "invalid_session" end
@@ -153,16 +175,27 @@ function _M.identify(ctx)
   return nil, 401, "credentials_required"
 end
 
---- Removes every gateway credential from the request before it is proxied.
+-- The cookies the gateway owns, removed before a request is proxied (rebuilt per data version:
+-- the ClearML cookie name comes from the pushed settings).
+local owned_cookies = nil
+state.on_change(function() owned_cookies = nil end)
+
+--- Removes the gateway credentials that config cannot remove: the Authorization header when it
+--- carried a gateway token, and the gateway's (and ClearML's) cookies. X-Gateway-Token is
+--- removed by `proxy_set_header X-Gateway-Token ""` (server-common.conf) for every proxied
+--- location, and by tunnel.lua's hop-by-hop list for WebSockets.
 function _M.strip(ctx)
-  ngx.req.clear_header("X-Gateway-Token")
   if ctx.appgw_strip_auth then ngx.req.clear_header("Authorization") end
   local header = ngx.var.http_cookie
   if header then
-    local drop = { appgw_session = true, ["__Host-appgw_session"] = true, appgw_affinity = true }
-    local name = state.settings().clearml_cookie
-    if name then drop[name] = true end
-    local kept = require("appgw.cookies").without(header, drop)
+    local drop = owned_cookies
+    if not drop then
+      drop = { appgw_session = true, ["__Host-appgw_session"] = true, appgw_affinity = true }
+      local name = state.settings().clearml_cookie
+      if name then drop[name] = true end
+      owned_cookies = drop
+    end
+    local kept = cookies.without(header, drop)
     if kept then ngx.req.set_header("Cookie", kept) else ngx.req.clear_header("Cookie") end
   end
 end

@@ -1,56 +1,108 @@
--- Read access to the data the router pushes (routes, tokens) in the shared dict `appgw_data`,
--- with a per-worker cache of decoded entries that is dropped whenever the data version changes.
+-- Read access to the data the router pushes (routes, tokens, users) in the shared dict
+-- `appgw_data`, with per-worker caches of decoded entries that are dropped whenever the data
+-- version changes. Other modules keep derived per-worker caches (verified tokens, backend hash
+-- seeds) and register with on_change() to drop them at the same moment.
+--
+-- Every accessor checks the version (one shared-dict read) unless told the caller already did:
+-- the access phase calls sync() once and passes `synced` to the rest, so a request reads the
+-- version once, however many records it looks at.
 local cjson = require "cjson.safe"
 
 local _M = {}
 
 local data = ngx.shared.appgw_data
 local cache_version = -1
-local cache = {}
-local cache_size = 0
 local MAX_CACHE = 20000
+local MISSING = {}
+local EMPTY = {}
 
-local function check_version()
-  local v = data:get("meta:version") or 0
-  if v ~= cache_version then
-    cache = {}
-    cache_size = 0
-    cache_version = v
-  end
+-- one cache per kind, keyed by the id itself (no key concatenation on a hit)
+local routes, tokens, users, settings = {}, {}, {}, nil
+local size = 0
+local listeners = {}
+
+local function drop()
+  routes, tokens, users, settings = {}, {}, {}, nil
+  size = 0
 end
 
-local MISSING = {}
+--- Reads the data version and, when it changed, drops every per-worker cache. Returns it.
+local function sync()
+  local v = data:get("meta:version") or 0
+  if v ~= cache_version then
+    drop()
+    cache_version = v
+    for i = 1, #listeners do listeners[i]() end
+  end
+  return v
+end
+_M.sync = sync
 
-local function get(key)
-  check_version()
-  local hit = cache[key]
+-- Reads and decodes one record; at MAX_CACHE decoded records the caches start over (the caller
+-- stores into the current table, so always after this returns).
+local function load(prefix, id)
+  local raw = data:get(prefix .. id)
+  local val = raw and cjson.decode(raw) or nil
+  if size >= MAX_CACHE then drop() end
+  size = size + 1
+  return val
+end
+
+--- The route record for a route key (`e:<id>` or `s:<name>`), or nil. Decoded records carry
+--- `key` (the route key) in addition to what was pushed.
+function _M.route(key, synced)
+  if not synced then sync() end
+  local hit = routes[key]
   if hit ~= nil then
     if hit == MISSING then return nil end
     return hit
   end
-  local raw = data:get(key)
-  local val = raw and cjson.decode(raw) or nil
-  if cache_size >= MAX_CACHE then cache = {}; cache_size = 0 end
-  cache[key] = val == nil and MISSING or val
-  cache_size = cache_size + 1
+  local val = load("r:", key)
+  if val then val.key = key end
+  routes[key] = val == nil and MISSING or val
   return val
 end
 
---- The route record for a route key (`e:<id>` or `s:<name>`), or nil.
-function _M.route(key) return get("r:" .. key) end
-
 --- The token record for a token id, or nil.
-function _M.token(id) return get("t:" .. id) end
+function _M.token(id, synced)
+  if not synced then sync() end
+  local hit = tokens[id]
+  if hit ~= nil then
+    if hit == MISSING then return nil end
+    return hit
+  end
+  local val = load("t:", id)
+  tokens[id] = val == nil and MISSING or val
+  return val
+end
 
 --- The user record (admin flag, groups) for a user id, or nil.
-function _M.user(id) return get("u:" .. id) end
-
-local EMPTY = {}
+function _M.user(id, synced)
+  if not synced then sync() end
+  local hit = users[id]
+  if hit ~= nil then
+    if hit == MISSING then return nil end
+    return hit
+  end
+  local val = load("u:", id)
+  users[id] = val == nil and MISSING or val
+  return val
+end
 
 --- Gateway settings pushed by the router (cookie names, secure flag).
-function _M.settings() return get("meta:settings") or EMPTY end
+function _M.settings(synced)
+  if not synced then sync() end
+  if settings == nil then
+    local raw = data:get("meta:settings")
+    settings = raw and cjson.decode(raw) or EMPTY
+  end
+  return settings
+end
 
 --- Version of the pushed data, 0 before the first push.
 function _M.version() return data:get("meta:version") or 0 end
+
+--- Registers fn, called (in this worker) whenever the data version changes.
+function _M.on_change(fn) listeners[#listeners + 1] = fn end
 
 return _M

@@ -4,40 +4,51 @@ local _M = {}
 
 local stats = ngx.shared.appgw_stats
 
--- Counters accumulate in a per-worker table and are flushed to the shared dict once a second
--- (init_worker starts the timer), so a request costs table updates, not shared-dict writes.
-local pending = {}
-local last_used = {}
-
-local function add(key, n)
-  pending[key] = (pending[key] or 0) + n
-end
+-- Counters accumulate in per-worker tables and are flushed to the shared dict once a second
+-- (init_worker starts the timer), so a request costs table updates, not shared-dict writes or
+-- key concatenations. Shared-dict keys: req:<route>, st:<class>:<route>, ms:<route>, lu:<token>.
+local requests = {}   -- route -> count
+local classes = {}    -- route -> { ["2xx"] = n, ... }
+local millis = {}     -- route -> total ms
+local last_used = {}  -- token id -> unix time
 
 --- Access phase, every proxied request: counts it for its route and notes its token's use.
 function _M.count(route, token)
-  add("req:" .. route, 1)
+  requests[route] = (requests[route] or 0) + 1
   if token then last_used[token] = ngx.time() end
 end
 
---- Log phase, static routes only (task routes skip the log phase: it costs ~3 µs a request):
---- status class and latency, and the in-flight release of bounded-load balancing.
+local req_start = ngx.req.start_time
+local now = ngx.now
+
+--- Log phase, static routes only (task routes skip the log phase): status class and latency,
+--- and the in-flight release of bounded-load balancing.
 function _M.log()
   local ctx = ngx.ctx
-  if ctx.appgw_counted then require("appgw.pick").release(ctx.appgw_counted) end
+  local counted = ctx.appgw_counted
+  if counted then require("appgw.pick").release(counted) end
   local route = ctx.appgw_route
   if not route then return end
   local status = ngx.status
   local class = status >= 500 and "5xx" or status >= 400 and "4xx" or status >= 300 and "3xx" or "2xx"
-  add("st:" .. class .. ":" .. route, 1)
-  local rt = tonumber(ngx.var.request_time)
-  if rt then add("ms:" .. route, rt * 1000) end
+  local c = classes[route]
+  if not c then
+    c = {}
+    classes[route] = c
+  end
+  c[class] = (c[class] or 0) + 1
+  millis[route] = (millis[route] or 0) + (now() - req_start()) * 1000
 end
 
 --- Moves this worker's counters into the shared dict.
 function _M.flush()
-  local p, lu = pending, last_used
-  pending, last_used = {}, {}
-  for k, n in pairs(p) do stats:incr(k, n, 0) end
+  local rq, cl, ms, lu = requests, classes, millis, last_used
+  requests, classes, millis, last_used = {}, {}, {}, {}
+  for route, n in pairs(rq) do stats:incr("req:" .. route, n, 0) end
+  for route, byclass in pairs(cl) do
+    for class, n in pairs(byclass) do stats:incr("st:" .. class .. ":" .. route, n, 0) end
+  end
+  for route, n in pairs(ms) do stats:incr("ms:" .. route, n, 0) end
   for id, ts in pairs(lu) do stats:set("lu:" .. id, ts) end
 end
 

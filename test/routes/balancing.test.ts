@@ -85,6 +85,36 @@ describe('static routes: affinity, balance, failover, subdomains (real nginx, 4 
     }
   });
 
+  test('bounded load: one busy session spills over to other backends, and its in-flight count returns to zero', async () => {
+    const busy = new http.Agent({ keepAlive: true, maxSockets: 200 });
+    const slow = (n: number) =>
+      Promise.all(Array.from({ length: n }, () => new Promise<string>((resolve, reject) => {
+        http.get(`${g.url}/llm/sleep/400`, { agent: busy, headers: { 'x-gateway-token': g.adminToken, 'x-session-id': 'session-7' } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve(res.statusCode === 200 ? (JSON.parse(Buffer.concat(chunks).toString()).backend as string) : `status ${res.statusCode}`));
+        }).on('error', reject);
+      })));
+    const home = base.get('session-7')!;
+    try {
+      // below the floor of 8 in flight per backend (per worker): affinity is exact
+      expect(new Set(await slow(6))).toEqual(new Set([home]));
+      // 80 at once with one session id: the home backend takes its bounded share, the rest spill
+      const many = await slow(80);
+      const h: Record<string, number> = {};
+      for (const b of many) h[b] = (h[b] ?? 0) + 1;
+      process.stdout.write(`80 concurrent requests of one session: ${JSON.stringify(h)}\n`);
+      expect(many.every((b) => /^b[0-3]$/.test(b))).toBe(true);
+      expect(h[home]).toBeGreaterThanOrEqual(16);
+      expect(h[home]).toBeLessThan(80);
+      expect(Object.keys(h).length).toBeGreaterThanOrEqual(2);
+      // every request was released in the log phase: the session is back home, all of it
+      expect(new Set(await slow(6))).toEqual(new Set([home]));
+    } finally {
+      busy.destroy();
+    }
+  }, 20000);
+
   test('removing a backend moves only its sessions, adding it back moves about a quarter, no reload', async () => {
     const pids = g.workerPids();
     const reloads = g.gw.router.stats.reloads;

@@ -19,7 +19,8 @@ export interface EchoBackend {
 
 /**
  * An echo backend on 127.0.0.1: answers JSON {backend, method, url, headers, body}; `/sse`
- * streams `n` events `gap` ms apart; `/status/<code>` answers that status; WebSocket upgrades
+ * streams `n` events `gap` ms apart; `/status/<code>` answers that status; `/sleep/<ms>` answers
+ * after that many milliseconds (at most 10 s); WebSocket upgrades
  * echo every message back prefixed with the backend name.
  */
 export function startEcho(name: string, port = 0): Promise<EchoBackend> {
@@ -49,8 +50,13 @@ export function startEcho(name: string, port = 0): Promise<EchoBackend> {
       }
       const m = /\/status\/(\d{3})$/.exec(u.pathname);
       const status = m ? Number(m[1]) : 200;
-      res.writeHead(status, { 'content-type': 'application/json', 'x-backend': name });
-      res.end(JSON.stringify({ backend: name, method: req.method, url: req.url, headers: req.headers, body }));
+      const sleep = /\/sleep\/(\d{1,5})$/.exec(u.pathname);
+      const answer = () => {
+        res.writeHead(status, { 'content-type': 'application/json', 'x-backend': name });
+        res.end(JSON.stringify({ backend: name, method: req.method, url: req.url, headers: req.headers, body }));
+      };
+      if (sleep) setTimeout(answer, Math.min(Number(sleep[1]), 10_000));
+      else answer();
     });
   });
   const wss = new WebSocketServer({ server });
