@@ -10,6 +10,7 @@ local cjson = require "cjson.safe"
 local tunnel = require "appgw.tunnel"
 local sha256 = require "appgw.sha256"
 local stats = require "appgw.stats"
+local health = require "appgw.health"
 
 local _M = {}
 
@@ -20,6 +21,66 @@ local AUDIT_MAX = 10000
 -- `/service/<task>/...` or `/service/<task>-<name>/...`: captures the route id, the task part
 -- and the character after the id ("" when the path ends there)
 local SERVICE = "^/service/(([a-z0-9]+)%-?[a-z0-9_]*)(/?)"
+
+-- Static path routes: the rendered map `$appgw_path_route` (nginx.conf, one line per route in
+-- conf.d/path/) answers "s:<name> <path>" for a path prefix set in `$appgw_path_probe`, or "".
+-- A worker's map never changes (a new generation means new workers), so the answer for a
+-- request's first four segments is memoised for the worker's life: two generations of at most
+-- PATH_MEMO_HALF entries, as the token memo in auth.lua.
+local find, sub = string.find, string.sub
+local PATH_MEMO_HALF = 5000
+local path_memo, path_memo_old, path_memo_n = {}, {}, 0
+local NO_ROUTE = { false }
+
+-- The route key for exactly `candidate` (a path ending in "/"), or nil.
+local function probe(candidate)
+  var.appgw_path_probe = candidate
+  local v = var.appgw_path_route
+  if not v or v == "" then return nil end
+  local key, path = v:match("^(s:[a-z0-9-]+) (.+)$")
+  if path ~= candidate then return nil end -- map strings match ignoring case; paths do not
+  return key
+end
+
+-- Returns {key, path, bare} for `uri`: the static path route with the longest path that
+-- prefixes it, or (bare = true) the route whose path is `uri` plus "/" (redirected to the slash
+-- form, as nginx does for a prefix location); or NO_ROUTE.
+local function static_path(uri)
+  local s1 = find(uri, "/", 2, true)
+  local s2 = s1 and find(uri, "/", s1 + 1, true)
+  local s3 = s2 and find(uri, "/", s2 + 1, true)
+  local s4 = s3 and find(uri, "/", s3 + 1, true)
+  -- the memo key: the first four segments, or the whole URI when it has no more (a bare path)
+  local head = s4 and sub(uri, 1, s4) or uri
+  local hit = path_memo[head]
+  if hit then return hit end
+  hit = path_memo_old[head]
+  if not hit then
+    hit = NO_ROUTE
+    local bare = not s4 and sub(uri, -1) ~= "/" and uri .. "/"
+    local key = bare and probe(bare)
+    if key then
+      hit = { key, bare, true }
+    else
+      for _, e in ipairs({ s4 or false, s3 or false, s2 or false, s1 or false }) do
+        if e then
+          local candidate = sub(uri, 1, e)
+          key = probe(candidate)
+          if key then
+            hit = { key, candidate, false }
+            break
+          end
+        end
+      end
+    end
+  end
+  if path_memo_n >= PATH_MEMO_HALF then
+    path_memo_old, path_memo, path_memo_n = path_memo, {}, 0
+  end
+  path_memo[head] = hit
+  path_memo_n = path_memo_n + 1
+  return hit
+end
 
 -- Returns route (or nil), the route's path prefix, whether it needs a trailing-slash redirect,
 -- and the route key. Called after state.sync().
@@ -37,6 +98,13 @@ local function resolve(kind, uri)
       route.prefix = prefix
     end
     return route, prefix, slash == "", route.key
+  elseif kind == "path" then
+    local hit = static_path(uri)
+    local key = hit[1]
+    if not key then return nil end
+    local route = state.route(key, true)
+    if hit[3] then return route, uri, true, key end
+    return route, route and route.p, false, key
   elseif kind == "static" then
     local key = var.appgw_route
     local route = state.route(key, true)
@@ -121,13 +189,15 @@ local MESSAGES = {
 }
 
 function _M.run()
-  -- locations without a kind (health, login, the 404 fallback) answer from their content handler
+  -- locations without a kind (health, login, logout) answer from their content handler
   local kind = var.appgw_kind
   if kind == "" then return end
   state.sync()
   local ctx = ngx.ctx
   local uri = var.uri
   local route, prefix, needs_slash, key = resolve(kind, uri)
+  -- a path no route claims: 404 at once, before any credential is asked for
+  if not key and kind == "path" then return health.not_found() end
 
   local ident, status, reason = auth.identify(ctx)
   if not ident then

@@ -412,9 +412,10 @@ export function createAdminApi(deps: AdminApiDeps): ApiHandler {
       throw new ApiError(409, 'read_only', `route ${name} is defined in the routes file ${routesFile ?? '(ROUTES_FILE)'}; edit it there`);
     }
     if (!want) return;
-    const clash = file.find((r) => (want.path && r.path === want.path) || (want.subdomain && r.subdomain === want.subdomain));
+    // paths compare ignoring case, as the edge's path map matches them (see model/merge.ts)
+    const clash = file.find((r) => (want.path && r.path?.toLowerCase() === want.path.toLowerCase()) || (want.subdomain && r.subdomain === want.subdomain));
     if (clash) {
-      throw new ApiError(409, 'conflict', `route ${clash.name} of the routes file ${routesFile} already uses ${want.path ? `path ${want.path}` : `subdomain ${want.subdomain}`}`);
+      throw new ApiError(409, 'conflict', `route ${clash.name} of the routes file ${routesFile} already uses ${want.path ? `path ${clash.path} (paths are compared ignoring case)` : `subdomain ${want.subdomain}`}`);
     }
   }
 

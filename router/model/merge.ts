@@ -39,8 +39,8 @@ export function merge(views: ProviderViews): DesiredState {
     for (const r of snap.static) {
       const clash = statics.has(r.name)
         ? `static route name "${r.name}" is already defined by ${statics.get(r.name)!.provider}`
-        : r.path !== null && paths.has(r.path)
-          ? `path ${r.path} is already used by route "${paths.get(r.path)}"`
+        : r.path !== null && paths.has(r.path.toLowerCase())
+          ? `path ${r.path} is already used by route "${paths.get(r.path.toLowerCase())}" (paths are compared ignoring case)`
           : r.subdomain !== null && subdomains.has(r.subdomain)
             ? `subdomain ${r.subdomain} is already used by route "${subdomains.get(r.subdomain)}"`
             : null;
@@ -49,7 +49,8 @@ export function merge(views: ProviderViews): DesiredState {
         continue;
       }
       statics.set(r.name, { ...r, backends: [...r.backends] });
-      if (r.path !== null) paths.set(r.path, r.name);
+      // the edge's path map matches ignoring case (nginx map strings), so /LLM/ and /llm/ clash
+      if (r.path !== null) paths.set(r.path.toLowerCase(), r.name);
       if (r.subdomain !== null) subdomains.set(r.subdomain, r.name);
     }
     for (const r of snap.ephemeral) {

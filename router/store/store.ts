@@ -758,12 +758,12 @@ export class Store {
     const stripPrefix = must(checkBool(input.stripPrefix, 'strip_prefix', true));
     const description = must(checkText(input.description ?? '', 'description', 200, true));
     return this.tx(() => {
-      const clash = this.db.get<{ name: string }>('SELECT name FROM static_routes WHERE name <> ? AND (path IS ? AND path IS NOT NULL OR subdomain IS ? AND subdomain IS NOT NULL)', [
-        name,
-        path,
-        subdomain,
-      ]);
-      if (clash) throw new UserError('CONFLICT', `route ${show(clash.name)} already uses ${path !== null ? `path ${path}` : `subdomain ${subdomain}`}`);
+      // paths compare ignoring case: the edge's path map matches them that way (see merge.ts)
+      const clash = this.db.get<{ name: string; path: string | null }>(
+        'SELECT name, path FROM static_routes WHERE name <> ? AND (lower(path) IS lower(?) AND path IS NOT NULL OR subdomain IS ? AND subdomain IS NOT NULL)',
+        [name, path, subdomain],
+      );
+      if (clash) throw new UserError('CONFLICT', `route ${show(clash.name)} already uses ${path !== null ? `path ${clash.path ?? path} (paths are compared ignoring case)` : `subdomain ${subdomain}`}`);
       const now = this.now();
       const existed = this.getRoute(name) !== null;
       this.db.run(

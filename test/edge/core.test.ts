@@ -36,7 +36,7 @@ describe('edge core (real nginx, echo backends)', () => {
     b = await startEcho('b');
     provider.snapshot = snap({
       ephemeral: [task(TASK, a.port), task(`${TASK}-api`, b.port), task(`${TASK}-lab`, a.port, { stripPrefix: false })],
-      static: [route('llm', [b.port]), route('empty', [])],
+      static: [route('llm', [b.port]), route('empty', []), route('team', [a.port]), route('team-deep', [b.port], { path: '/team/deep/er/' }), route('upper', [a.port], { path: '/Upper/' })],
     });
     const wrapControl = (c: ProxyControl): ProxyControl => ({
       test: async (conf) => {
@@ -95,6 +95,35 @@ describe('edge core (real nginx, echo backends)', () => {
     const bare = await req(`${g.url}/service/${TASK}?q=1`, { headers: auth() });
     expect(bare.status).toBe(301);
     expect(bare.headers.location).toMatch(new RegExp(`/service/${TASK}/\\?q=1$`));
+  });
+
+  test('static path routes: the longest path wins, paths are case-sensitive, a bare path redirects, unknown paths are 404 before credentials', async () => {
+    const deep = await req(`${g.url}/team/deep/er/x?y=1`, { headers: auth() });
+    expect(deep.json()).toMatchObject({ backend: 'b', url: '/x?y=1' });
+    expect(deep.json().headers['x-forwarded-prefix']).toBe('/team/deep/er');
+    const shallow = await req(`${g.url}/team/deep/x`, { headers: auth() });
+    expect(shallow.json()).toMatchObject({ backend: 'a', url: '/deep/x' });
+    const five = await req(`${g.url}/team/deep/er/a/b/c/d`, { headers: auth() });
+    expect(five.json()).toMatchObject({ backend: 'b', url: '/a/b/c/d' });
+    const upper = await req(`${g.url}/Upper/v1`, { headers: auth() });
+    expect(upper.json()).toMatchObject({ backend: 'a', url: '/v1' });
+    const lower = await req(`${g.url}/upper/v1`, { headers: auth() });
+    expect(lower.status).toBe(404);
+    expect(lower.json().error).toBe('route_not_found');
+    for (const [path, to] of [['/team/deep/er?q=1', '/team/deep/er/?q=1'], ['/llm', '/llm/']]) {
+      const bare = await req(`${g.url}${path}`, { headers: auth() });
+      expect(bare.status).toBe(301);
+      expect(bare.headers.location).toBe(to);
+    }
+    const anon = await req(`${g.url}/nothing/here`);
+    expect(anon.status).toBe(404);
+    expect(anon.json().error).toBe('route_not_found');
+    expect((await req(`${g.url}/team/x`)).status).toBe(401);
+    // the same answers again (memoised per worker) and from every worker
+    for (let i = 0; i < 20; i++) {
+      expect((await req(`${g.url}/team/deep/er/x`, { headers: auth() })).json().backend).toBe('b');
+      expect((await req(`${g.url}/upper/v1`, { headers: auth() })).status).toBe(404);
+    }
   });
 
   test('no credentials: 401 JSON for programs, a page for browsers; a wrong token: 401', async () => {

@@ -80,9 +80,9 @@ describe('buildRouteViews', () => {
   });
 
   test('a store route the merge refused is Rejected with the reason', () => {
-    const st = status([], [{ provider: 'store', source: 'static route "a"', reason: 'path /a/ is already used by route "filed"' }]);
+    const st = status([], [{ provider: 'store', source: 'static route "a"', reason: 'path /a/ is already used by route "filed" (paths are compared ignoring case)' }]);
     const [v] = buildRouteViews({ stored: [stored('a')], fileRoutes: null, status: st, reachable: null, routesFile: null });
-    expect(v).toMatchObject({ status: 'Rejected', problem: 'path /a/ is already used by route "filed"' });
+    expect(v).toMatchObject({ status: 'Rejected', problem: 'path /a/ is already used by route "filed" (paths are compared ignoring case)' });
   });
 
   test('file routes are read-only, named after the file, with their definition and live state', () => {

@@ -250,6 +250,12 @@ describe('static routes', () => {
     store.putRoute({ name: 'b', subdomain: 'x' }, CLI_ACTOR);
     expect(thrown(() => store.putRoute({ name: 'c', path: '/x/' }, CLI_ACTOR))).toMatchObject({ code: 'CONFLICT', message: expect.stringContaining('"a"') });
     expect(thrown(() => store.putRoute({ name: 'c', subdomain: 'x' }, CLI_ACTOR)).code).toBe('CONFLICT');
+    // the edge matches paths ignoring case, so /X/ is taken too
+    expect(thrown(() => store.putRoute({ name: 'c', path: '/X/' }, CLI_ACTOR))).toMatchObject({
+      code: 'CONFLICT',
+      message: 'route "a" already uses path /x/ (paths are compared ignoring case)',
+    });
+    expect(store.putRoute({ name: 'c', path: '/X/y/' }, CLI_ACTOR).path).toBe('/X/y/');
     expect(store.putRoute({ name: 'a', path: '/x/', enabled: false }, CLI_ACTOR).enabled).toBe(false);
   });
 });
