@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync, linkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Bundle } from '../render/render';
 import type { Logger } from '../log';
@@ -29,6 +29,8 @@ export class Applier {
   private readonly gens: string;
   private readonly current: string;
   private next: number;
+  /** What the live generation holds, when this process wrote it: unchanged files are hard-linked from it. */
+  private written: { generation: string; bundle: Bundle } | null = null;
 
   constructor(
     private readonly opts: ApplierOptions,
@@ -74,9 +76,13 @@ export class Applier {
       const staging = `${dir}.tmp`;
       rmSync(staging, { recursive: true, force: true });
       for (const sub of ['conf.d/path', 'conf.d/subdomain', 'conf.d/stream']) mkdirSync(join(staging, sub), { recursive: true, mode: 0o755 });
+      // files are never changed once written, so a file equal to the live generation's is a hard
+      // link to it (a thousand route files: one link each instead of a create and a write)
+      const live = this.written && this.written.generation === this.liveGeneration() ? this.written : null;
       for (const [rel, content] of bundle) {
         const p = join(staging, rel);
         mkdirSync(dirname(p), { recursive: true, mode: 0o755 });
+        if (live && live.bundle.get(rel) === content && this.linked(join(this.gens, live.generation, rel), p)) continue;
         writeFileSync(p, content, { mode: 0o644 });
       }
       renameSync(staging, dir);
@@ -98,6 +104,7 @@ export class Applier {
       this.quarantine(generation);
       return { ok: false, generation, stage: 'write', error: `cannot swap the live config: ${(e as Error).message}`, ms: ms() };
     }
+    this.written = { generation, bundle };
     if (!(await this.control.running())) {
       this.prune(generation, previous);
       return { ok: true, generation, reloaded: false, ms: ms() };
@@ -121,10 +128,21 @@ export class Applier {
         }
       }
       this.quarantine(generation);
+      this.written = null;
       return { ok: false, generation, ...failure, ms: ms() };
     }
     this.prune(generation, previous);
     return { ok: true, generation, reloaded: true, ms: ms() };
+  }
+
+  /** Hard-links `from` to `to`; false when the file system refuses (then the caller writes). */
+  private linked(from: string, to: string): boolean {
+    try {
+      linkSync(from, to);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   private swap(generation: string): void {
@@ -141,7 +159,7 @@ export class Applier {
     while (Date.now() < deadline) {
       streak = (await this.opts.served()) === generation ? streak + 1 : 0;
       if (streak >= 3) return true;
-      await new Promise((r) => setTimeout(r, streak > 0 ? 5 : 20));
+      await new Promise((r) => setTimeout(r, 5));
     }
     return false;
   }
