@@ -67,7 +67,7 @@ function _M.check_token(value, synced)
     else
       local id, secret = _M.parse(value)
       if not id then return nil, "malformed_token" end
-      local rec = state.token(id, true)
+      local rec = state.token_uncached(id)
       if not rec then return nil, "unknown_token" end
       local digest = sha256.hex(secret)
       if not digest or digest ~= rec.h then return nil, "bad_token" end

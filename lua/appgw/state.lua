@@ -76,6 +76,14 @@ function _M.token(id, synced)
   return val
 end
 
+--- The token record for a token id, or nil, read from the shared dict and not cached: for
+--- callers that keep what they derive from it (auth.lua's memo of verified tokens), so that ten
+--- thousand tokens in use do not also sit in this cache as decoded tables the collector walks.
+function _M.token_uncached(id)
+  local raw = data:get("t:" .. id)
+  return raw and cjson.decode(raw) or nil
+end
+
 --- The user record (admin flag, groups) for a user id, or nil.
 function _M.user(id, synced)
   if not synced then sync() end
