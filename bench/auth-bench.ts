@@ -519,9 +519,9 @@ const MICRO_LOCATION = `location = /_bench/tokens {
             local keys = {}
             for i = 1, n do keys[i] = "t:" .. (auth.parse(a[i] .. b[i]) or i) end
             t0 = clock()
-            for i = 1, N do local j = (i % n) + 1; pick.order(route.b, keys[j]) end
+            for i = 1, N do local j = (i % n) + 1; pick.first(route.b, keys[j]) end
             out.pick_order_ns = math.floor((clock() - t0) * 1e9 / N + 0.5)
-            local peer = route.b[1]
+            local peer = pick.id(route.b, 1)
             t0 = clock()
             for i = 1, N do pick.acquire(peer); pick.release(peer) end
             out.acquire_release_ns = math.floor((clock() - t0) * 1e9 / N + 0.5)
@@ -938,7 +938,7 @@ function report(r: Result): void {
     }
   }
   if (r.micro) {
-    lines.push('', 'auth.check_token timed in a fresh gateway worker (memo warm, collector running):', '| tokens in rotation | check_token ns | + garbage per call, ns | the same, GC pause 400 | bytes allocated by check_token | Lua heap KB | full GC ms | pick.order, 4 backends, ns | pick.acquire + release ns |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push('', 'auth.check_token timed in a fresh gateway worker (memo warm, collector running):', '| tokens in rotation | check_token ns | + garbage per call, ns | the same, GC pause 400 | bytes allocated by check_token | Lua heap KB | full GC ms | pick.first, 4 backends, ns | pick.acquire + release ns |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const [k, v] of Object.entries(r.micro)) {
       const m = v as Record<string, number | string>;
       if (typeof m !== 'object' || m === null) lines.push(`micro: ${String(v)}`);

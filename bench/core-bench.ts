@@ -631,21 +631,6 @@ function patch(file: string, from: string | RegExp, to: string): void {
   writeFileSync(file, n);
 }
 
-/** A per-worker memo of SHA-256 digests, to see what the token hash costs per request. */
-const SHA_MEMO = `
-local _memo, _memo_n = {}, 0
-local _hex = _M.hex
-_M.hex = function(s)
-  local d = _memo[s]
-  if d then return d end
-  d = _hex(s)
-  if _memo_n > 1000 then _memo, _memo_n = {}, 0 end
-  _memo[s] = d
-  _memo_n = _memo_n + 1
-  return d
-end
-return _M`;
-
 /** What the profile section found: ablation variants and, when perf works, the worker's profile. */
 interface Profile {
   variants: Record<string, Summary>;
@@ -710,7 +695,7 @@ const MICRO_LOCATION = `location = /_bench/micro {
         time("ngx.var read (header)", function() return v.http_x_gateway_token end)
         time("5 x ngx.var write", function() v.appgw_user = "admin"; v.appgw_groups = ""; v.appgw_log_route = key; v.appgw_log_token = "x"; v.appgw_prefix = "/service/x" end)
         local route = state.route(key)
-        time("pick.order(route.b, key)", function() return require("appgw.pick").order(route.b, "t:x") end)
+        time("pick.first(route.b, key)", function() return require("appgw.pick").first(route.b, "t:x") end)
         time("auth.strip(ctx) (last: clears the token header)", function() return auth.strip({}) end)
         ngx.header["Content-Type"] = "application/json"
         ngx.say(cjson.encode(out))
@@ -779,23 +764,13 @@ async function profile(g: TestGateway, plain: { proc: NginxProc; port: number; d
       },
     },
     {
-      name: 'gw, no log, no stats',
+      // the body filter that ends a token's streams when it is revoked runs on every response
+      name: 'gw, no log, no body filter',
       target: gwTarget,
       apply: async () => {
         restore();
         patch(files.main, /access_log \S+ appgw_json[^;]*;/, 'access_log off;');
-        patch(files.common, /log_by_lua_block \{[^\n]*\}\n/, '');
-        await reloadGw();
-      },
-    },
-    {
-      name: 'gw, no log/stats, sha memo',
-      target: gwTarget,
-      apply: async () => {
-        restore();
-        patch(files.main, /access_log \S+ appgw_json[^;]*;/, 'access_log off;');
-        patch(files.common, /log_by_lua_block \{[^\n]*\}\n/, '');
-        patch(files.sha, /\nreturn _M\s*$/, `\n${SHA_MEMO}\n`);
+        patch(files.common, /body_filter_by_lua_block \{[^\n]*\}\n/, '');
         await reloadGw();
       },
     },
@@ -805,9 +780,9 @@ async function profile(g: TestGateway, plain: { proc: NginxProc; port: number; d
       apply: async () => {
         restore();
         patch(files.main, /access_log \S+ appgw_json[^;]*;/, 'access_log off;');
-        patch(files.common, /log_by_lua_block \{[^\n]*\}\n/, '');
+        patch(files.common, /body_filter_by_lua_block \{[^\n]*\}\n/, '');
         // access phase reduced to: hand the balancer its one backend (no route lookup, no auth)
-        patch(files.access, /\nreturn _M\s*$/, `\nlocal _floor = { { "127.0.0.1", ${backend.port} } }\nfunction _M.run()\n  if ngx.var.appgw_kind == "" then return end\n  ngx.ctx.appgw_order = _floor\n  ngx.req.set_uri("/", false)\nend\nreturn _M\n`);
+        patch(files.access, /\nreturn _M\s*$/, `\nlocal _floor = { { "127.0.0.1", ${backend.port} } }\nfunction _M.run()\n  if ngx.var.appgw_kind == "" then return end\n  ngx.ctx.appgw_backends = _floor\n  ngx.ctx.appgw_first = 1\n  ngx.req.set_uri("/", false)\nend\nreturn _M\n`);
         await reloadGw();
       },
     },
@@ -820,7 +795,7 @@ async function profile(g: TestGateway, plain: { proc: NginxProc; port: number; d
         restore();
         patch(files.main, /access_log \S+ appgw_json[^;]*;/, 'access_log off;');
         patch(files.main, /server 0\.0\.0\.1:1;\s*balancer_by_lua_block \{[^\n]*\}/, `server 127.0.0.1:${backend.port};`);
-        patch(files.common, /log_by_lua_block \{[^\n]*\}\n/, '');
+        patch(files.common, /body_filter_by_lua_block \{[^\n]*\}\n/, '');
         patch(files.common, /access_by_lua_block \{[^\n]*\}\n/, '');
         await reloadGw();
       },

@@ -238,14 +238,14 @@ function _M.run()
       { route = route.n, retry_after = 5 })
   end
 
-  local order, ids
+  ctx.appgw_backends = backends
   if n == 1 then
-    order = backends
+    ctx.appgw_first = 1
   else
-    order, ids = pick.order(backends, affinity_key(ident))
+    local akey = affinity_key(ident)
+    ctx.appgw_key = akey
+    ctx.appgw_first = pick.first(backends, akey)
   end
-  ctx.appgw_order = order
-  ctx.appgw_ids = ids
   ctx.appgw_route = key
   ctx.appgw_token = token_id
   var.appgw_log_route = key
@@ -264,6 +264,7 @@ function _M.run()
   if ctx.appgw_strip_auth or var.http_cookie then auth.strip(ctx) end
   if var.http_upgrade then
     -- tunnelled in Lua so that revoking the token closes the connection
+    local order = pick.order_from(backends, ctx.appgw_key or "", ctx.appgw_first)
     return tunnel.run(order, ident, (state.settings(true).read_timeout_s or 3600) * 1000)
   end
 end

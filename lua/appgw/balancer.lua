@@ -1,5 +1,6 @@
--- balancer_by_lua: picks the backend chosen in the access phase, with failover to the next
--- candidate (rendezvous order) when a connection fails; a failed backend cools down.
+-- balancer_by_lua: the backend chosen in the access phase first; when a connection to it fails,
+-- the next ones in rendezvous order for the request's affinity key (worked out only then), and
+-- the failed backend cools down.
 local balancer = require "ngx.balancer"
 local pick = require "appgw.pick"
 
@@ -7,19 +8,29 @@ local _M = {}
 
 function _M.run()
   local ctx = ngx.ctx
-  local order = ctx.appgw_order
-  if not order then return ngx.exit(500) end
-  local ids = ctx.appgw_ids
+  local backends = ctx.appgw_backends
+  if not backends then return ngx.exit(500) end
+  local n = #backends
   local i = (ctx.appgw_try or 0) + 1
-  local n = #order
-  if i > 1 then
-    local state = balancer.get_last_failure()
-    if state and ids[i - 1] then pick.mark_down(ids[i - 1]) end
+  local peer, id
+  if i == 1 then
+    local first = ctx.appgw_first
+    peer = backends[first]
+    if n > 1 then
+      id = pick.id(backends, first)
+      balancer.set_more_tries(n - 1)
+    end
+  else
+    if balancer.get_last_failure() and ctx.appgw_peer_id then pick.mark_down(ctx.appgw_peer_id) end
+    local order, ids = ctx.appgw_order, ctx.appgw_ids
+    if not order then
+      order, ids = pick.order_from(backends, ctx.appgw_key or "", ctx.appgw_first)
+      ctx.appgw_order, ctx.appgw_ids = order, ids
+    end
+    peer, id = order[i], ids[i]
   end
-  local peer = order[i]
   if not peer then return ngx.exit(502) end
   ctx.appgw_try = i
-  if i == 1 and n > 1 then balancer.set_more_tries(n - 1) end
   local ok, err = balancer.set_current_peer(peer[1], peer[2])
   if not ok then
     ngx.log(ngx.ERR, "appgw: cannot set peer: ", err)
@@ -27,8 +38,9 @@ function _M.run()
   end
   if n > 1 then
     if ctx.appgw_counted then pick.release(ctx.appgw_counted) end
-    pick.acquire(ids[i])
-    ctx.appgw_counted = ids[i]
+    pick.acquire(id)
+    ctx.appgw_counted = id
+    ctx.appgw_peer_id = id
   end
   ctx.appgw_peer = peer
 end

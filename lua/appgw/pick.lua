@@ -85,57 +85,74 @@ function _M.mark_down(id)
   down[id] = true
 end
 
--- scratch arrays reused by every call (a worker runs one Lua handler at a time and order() does
--- not yield)
-local s_idx, s_score, s_down = {}, {}, {}
+-- scratch arrays reused by every call (a worker runs one Lua handler at a time and these
+-- functions do not yield)
+local s_score, s_down = {}, {}
 
---- Returns the list of {host, port} peers to try, in order, and a parallel list of their ids.
-function _M.order(backends, key)
+--- The index in `backends` of the backend for `key`: the highest score among backends not in
+--- cool-down (all of them when every one is), unless it holds its cap of in-flight requests,
+--- then the highest-scored one under the cap. One pass, no sorting, nothing allocated: the full
+--- order is only needed on a retry (order_from).
+function _M.first(backends, key)
   local n = #backends
+  if n <= 1 then return 1 end
   local m = meta_of(backends)
-  if n <= 1 then return backends, m.ids end
   local t = now()
   if t - down_at >= DOWN_REFRESH then refresh_down(t) end
   local ids, seeds = m.ids, m.seeds
   local h = crc32(key)
-  local total = 0
+  local total, best = 0, 0
+  local best_d, best_s = 2, 0
   for i = 1, n do
     local id = ids[i]
     local d = down[id] and 1 or 0
     local sc = fmix(bxor(h, seeds[i]))
+    s_score[i], s_down[i] = sc, d
     total = total + (inflight[id] or 0)
-    -- insertion sort: up first, then highest score first (ties by position)
-    local j = i - 1
-    while j >= 1 and (s_down[j] > d or (s_down[j] == d and s_score[j] < sc)) do
-      s_idx[j + 1], s_score[j + 1], s_down[j + 1] = s_idx[j], s_score[j], s_down[j]
-      j = j - 1
-    end
-    s_idx[j + 1], s_score[j + 1], s_down[j + 1] = i, sc, d
+    if d < best_d or (d == best_d and sc > best_s) then best, best_d, best_s = i, d, sc end
   end
-  -- bounded load: skip over backends above their cap (the first one under it goes first);
-  -- the cap never drops below MIN_CAP so light traffic always keeps its affinity
+  -- bounded load: the cap never drops below MIN_CAP so light traffic always keeps its affinity
   local cap = ceil(LOAD_FACTOR * (total + n) / n)
   if cap < MIN_CAP then cap = MIN_CAP end
-  local first = 1
-  if (inflight[ids[s_idx[1]]] or 0) >= cap then
-    for i = 2, n do
-      local id = ids[s_idx[i]]
-      if s_down[i] == 0 and (inflight[id] or 0) < cap then
-        first = i
-        break
-      end
+  if (inflight[ids[best]] or 0) < cap then return best end
+  local alt, alt_s = nil, 0
+  for i = 1, n do
+    if i ~= best and s_down[i] == 0 and (inflight[ids[i]] or 0) < cap and (not alt or s_score[i] > alt_s) then
+      alt, alt_s = i, s_score[i]
     end
   end
-  local out, out_ids = {}, {}
-  out[1], out_ids[1] = backends[s_idx[first]], ids[s_idx[first]]
-  local k = 1
+  return alt or best
+end
+
+--- The peers to try, in order, and their ids: backend `first` (from first()), then the others
+--- by score for `key`, backends in cool-down last. For retries and WebSocket tunnels.
+function _M.order_from(backends, key, first)
+  local n = #backends
+  local m = meta_of(backends)
+  if n <= 1 then return backends, m.ids end
+  local ids, seeds = m.ids, m.seeds
+  local h = crc32(key)
+  local rest = {}
   for i = 1, n do
     if i ~= first then
-      k = k + 1
-      out[k], out_ids[k] = backends[s_idx[i]], ids[s_idx[i]]
+      rest[#rest + 1] = { i, fmix(bxor(h, seeds[i])), down[ids[i]] and 1 or 0 }
     end
   end
+  table.sort(rest, function(a, b)
+    if a[3] ~= b[3] then return a[3] < b[3] end
+    if a[2] ~= b[2] then return a[2] > b[2] end
+    return a[1] < b[1]
+  end)
+  local out, out_ids = { backends[first] }, { ids[first] }
+  for k = 1, #rest do
+    out[k + 1], out_ids[k + 1] = backends[rest[k][1]], ids[rest[k][1]]
+  end
   return out, out_ids
+end
+
+--- The id ("host:port") of backend i of `backends`.
+function _M.id(backends, i)
+  return meta_of(backends).ids[i]
 end
 
 --- In-flight accounting for bounded load (balancer: +1 on the chosen peer; log: -1).
