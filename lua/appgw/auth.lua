@@ -26,19 +26,29 @@ end
 
 -- Per-worker memo of verified tokens: presented string -> identity. The identity is built once
 -- from the token record and shared by every request that presents the same string (callers must
--- not modify it). Dropped whenever the pushed data changes (a revocation is a push), so it never
+-- not modify it). Emptied whenever the pushed data changes (a revocation is a push), so it never
 -- outlives its record; the expiry is still checked on every request. Two generations of at most
 -- MEMO_HALF entries each: a hit in the older one moves the entry to the newer one, and when the
 -- newer one is full it becomes the older one. So the most recent MEMO_HALF tokens in use are
 -- always held, more tokens than that cost a hash for the least recent ones only, and nothing
--- is ever flushed whole (no cliff), with no per-request bookkeeping beyond a table write.
-local MEMO_HALF = 10000
-local memo, memo_old, memo_n = {}, {}, 0
-state.on_change(function() memo, memo_old, memo_n = {}, {}, 0 end)
+-- is ever flushed whole (no cliff). The two tables are allocated once at full size and reused
+-- (table.clear keeps their slots): no rehash as they fill, no garbage when they turn over, and
+-- with up to MEMO_HALF tokens in use no write at all once every token has been seen.
+local new_tab = require "table.new"
+local clear_tab = require "table.clear"
+local MEMO_HALF = 16384
+local memo, memo_old, memo_n = new_tab(0, MEMO_HALF), new_tab(0, MEMO_HALF), 0
+state.on_change(function()
+  clear_tab(memo)
+  clear_tab(memo_old)
+  memo_n = 0
+end)
 
 local function remember(value, ident)
   if memo_n >= MEMO_HALF then
-    memo_old, memo, memo_n = memo, {}, 0
+    memo_old, memo = memo, memo_old
+    clear_tab(memo)
+    memo_n = 0
   end
   memo[value] = ident
   memo_n = memo_n + 1
