@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from './config';
+import { HealthChecker, type BackendHealth } from './health/health-checker';
 import type { Logger } from './log';
 import { merge, type ProviderViews } from './model/merge';
 import { buildPushData, type EdgeShare, type EdgeToken, type EdgeUser } from './model/push-payload';
@@ -53,8 +54,19 @@ export interface RouterStatus {
   pushes: number;
   dataVersion: number;
   providers: ReturnType<Provider['status']>[];
-  routes: Array<{ kind: 'ephemeral' | 'static' | 'tcp'; id: string; url: string; backends: string[]; status: string; provider: string; owner?: string | null }>;
+  routes: Array<{ kind: 'ephemeral' | 'static' | 'tcp'; id: string; url: string; backends: string[]; status: string; provider: string; owner?: string | null; health?: RouteHealthStatus }>;
   rejections: Rejection[];
+}
+
+/**
+ * The active health check of a static route as the status shows it. `backends` of the route
+ * leaves out the ones that are `down` here.
+ */
+export interface RouteHealthStatus {
+  path: string;
+  interval_ms: number;
+  /** Per checked backend; empty until the route has a backend to check. */
+  backends: Array<{ backend: string; state: BackendHealth['state']; reason: string | null; failures: number; since: string | null; checked_at: string | null }>;
 }
 
 export interface RouterDeps {
@@ -104,8 +116,12 @@ export class Router {
   readonly stats = { reloads: 0, pushes: 0, lastApply: null as (ApplyResult & { at: string }) | null, lastFailure: null as (ApplyResult & { at: string }) | null };
   /** Called after every apply attempt (tests and supervision hook in here). */
   onApply: ((r: ApplyResult) => void) | null = null;
+  /** Active health checks of static routes; a backend going down or coming back is a data push. */
+  readonly health: HealthChecker;
 
-  constructor(private readonly d: RouterDeps) {}
+  constructor(private readonly d: RouterDeps) {
+    this.health = new HealthChecker({ log: d.log, onChange: () => this.scheduleReconcile() });
+  }
 
   /**
    * Starts the providers and waits for their first answer, renders and applies the first
@@ -149,6 +165,7 @@ export class Router {
   /** Stops providers and timers; the proxy keeps serving what it has. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.health.stop();
     for (const t of [this.reconcileTimer, this.reloadTimer]) if (t) clearTimeout(t);
     if (this.healTimer) clearInterval(this.healTimer);
     if (this.watchTimer) clearInterval(this.watchTimer);
@@ -201,6 +218,7 @@ export class Router {
     const desired = merge(this.views);
     await this.resolveHosts(desired);
     this.desired = desired;
+    if (!this.stopped) this.health.sync(desired.static, (b) => this.resolved(b));
     if (this.d.ports) {
       const a = this.d.ports.assign(desired.tcp);
       this.tcpPorts = a.ports;
@@ -289,7 +307,13 @@ export class Router {
   private async pushIfChanged(force = false): Promise<void> {
     const t = this.d.tokens;
     const identity = { tokens: t.table(Date.now()), users: t.users?.() ?? {}, shares: t.shares?.() ?? {} };
-    const data = buildPushData(this.desired, (b) => this.resolved(b), identity, { clearml_cookie: this.d.config.authCookieName, secure: this.d.config.authSecure, read_timeout_s: this.d.config.readTimeoutS });
+    const data = buildPushData(
+      this.desired,
+      (b) => this.resolved(b),
+      identity,
+      { clearml_cookie: this.d.config.authCookieName, secure: this.d.config.authSecure, read_timeout_s: this.d.config.readTimeoutS },
+      (route, b) => this.health.healthy(route, b),
+    );
     const json = JSON.stringify(data);
     if (!force && this.pushedOk && json === this.lastPushed) return;
     this.version += 1;
@@ -411,15 +435,30 @@ export class Router {
   status(): RouterStatus {
     const address = this.d.config.tcp.routerAddress ?? new URL(this.d.config.routerUrl).hostname;
     const live = (bs: Backend[]) => bs.map((b) => `${b.host}:${b.port}`);
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
     const routes: RouterStatus['routes'] = [
-      ...this.desired.static.map((r) => ({
-        kind: 'static' as const,
-        id: r.name,
-        url: this.urlOf('static', r.name),
-        backends: live(r.backends),
-        status: !r.enabled ? 'Disabled' : r.backends.length === 0 ? 'Not in use' : 'Routing',
-        provider: r.provider,
-      })),
+      ...this.desired.static.map((r) => {
+        const healthy = r.backends.filter((b) => this.health.healthy(r.name, b));
+        const checked = r.healthCheck && r.enabled ? this.health.view(r.name) ?? [] : null;
+        return {
+          kind: 'static' as const,
+          id: r.name,
+          url: this.urlOf('static', r.name),
+          backends: live(healthy),
+          // every backend failing its health check: Pending, as when none accepts connections
+          status: !r.enabled ? 'Disabled' : r.backends.length === 0 ? 'Not in use' : healthy.length === 0 ? 'Pending' : 'Routing',
+          provider: r.provider,
+          ...(r.healthCheck && checked
+            ? {
+                health: {
+                  path: r.healthCheck.path,
+                  interval_ms: r.healthCheck.intervalMs,
+                  backends: checked.map((h) => ({ backend: h.backend, state: h.state, reason: h.reason, failures: h.failures, since: iso(h.since), checked_at: iso(h.checkedAt) })),
+                },
+              }
+            : {}),
+        };
+      }),
       ...this.desired.ephemeral.map((r) => ({
         kind: 'ephemeral' as const,
         id: r.id,

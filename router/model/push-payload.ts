@@ -74,13 +74,16 @@ export interface IdentityData {
 
 /**
  * Pure. Builds the pushed data from the desired state, the resolved backend addresses, the
- * live identity tables and the edge settings. Backends whose host could not be resolved to an IP are left out.
+ * live identity tables and the edge settings. Backends whose host could not be resolved to an IP
+ * are left out, and so are static routes' backends for which `healthy` (the active health checks)
+ * says no; a static route left with none is pushed with an empty list (the edge answers 503).
  */
 export function buildPushData(
   desired: DesiredState,
   resolve: (b: Backend) => string | null,
   identity: IdentityData,
   settings: EdgeSettings,
+  healthy: (route: string, b: Backend) => boolean = () => true,
 ): PushData {
   const routes: Record<string, EdgeRoute> = {};
   const addrs = (bs: Backend[]) =>
@@ -102,7 +105,7 @@ export function buildPushData(
   }
   for (const r of desired.static) {
     if (!r.enabled) continue;
-    const rec: EdgeRoute = { n: r.name, k: 's', b: addrs(r.backends), s: r.stripPrefix && r.path !== null, g: r.allowedGroups };
+    const rec: EdgeRoute = { n: r.name, k: 's', b: addrs(r.backends.filter((b) => healthy(r.name, b))), s: r.stripPrefix && r.path !== null, g: r.allowedGroups };
     if (rec.s && r.path) rec.p = r.path.replace(/\/$/, '');
     routes[`s:${r.name}`] = rec;
   }

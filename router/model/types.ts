@@ -27,6 +27,18 @@ export interface EphemeralRoute {
   provider: string;
 }
 
+/**
+ * An active health check of a static route's backends: the router sends `GET <path>` to each
+ * backend every `intervalMs`; 2 failures in a row take it out of the pushed backends, 1 success
+ * puts it back (router/health/health-checker.ts).
+ */
+export interface HealthCheck {
+  /** Validated: `/…` of [A-Za-z0-9._~/-], optional `?query`. */
+  path: string;
+  /** 1000..3600000. */
+  intervalMs: number;
+}
+
 /** A route an admin defined: a path prefix `/<path>/` or a subdomain `<sub>.<ROUTER_DOMAIN>`. */
 export interface StaticRoute {
   /** [a-z0-9-]{1,63}; unique across providers. */
@@ -38,6 +50,11 @@ export interface StaticRoute {
   allowedGroups: string[];
   stripPrefix: boolean;
   enabled: boolean;
+  /**
+   * Active health check of its backends; null (or absent) for none: only the edge's passive
+   * cool-down. Every provider sets it; it is optional only so that older fixtures still compile.
+   */
+  healthCheck?: HealthCheck | null;
   provider: string;
 }
 

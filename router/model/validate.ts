@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
-import type { Backend } from './types';
+import { parseDuration } from '../config';
+import type { Backend, HealthCheck } from './types';
 
 /**
  * Strict validators for every value that comes from a task, a label, a file or an API call.
@@ -175,6 +176,72 @@ export function checkBool(v: unknown, what: string, dflt: boolean): Checked<bool
   if (v === undefined || v === null) return ok(dflt);
   if (typeof v === 'boolean') return ok(v);
   return no(`${what} must be true or false, got ${show(v)}`);
+}
+
+/** Bounds and default of a static route's active health check. */
+export const HEALTH_CHECK = {
+  pathMax: 200,
+  minIntervalMs: 1000,
+  maxIntervalMs: 3_600_000,
+  defaultIntervalMs: 10_000,
+  /** A probe never waits longer than this (nor longer than the interval). */
+  maxTimeoutMs: 5000,
+} as const;
+
+/** `/p/a.th` of [A-Za-z0-9._~/-], then optionally `?` and a query of [A-Za-z0-9._~=&-]. */
+const HEALTH_PATH = /^\/[A-Za-z0-9._~/-]*(\?[A-Za-z0-9._~=&-]+)?$/;
+const HEALTH_PATH_RULE = 'must start with / and use only [A-Za-z0-9._~/-], optionally followed by ?query of [A-Za-z0-9._~=&-], at most 200 characters, no . or .. segments';
+
+/** The path (and query) a health check requests: `/health`, `/v1/models?x=1`. */
+export function checkHealthPath(v: unknown): Checked<string> {
+  if (typeof v !== 'string') return no(`health check path must be a string such as /health, got ${show(v)}`);
+  if (v.length > HEALTH_CHECK.pathMax || !HEALTH_PATH.test(v)) return no(`health check path ${show(v)} ${HEALTH_PATH_RULE}`);
+  const segs = v.split('?')[0]!.split('/');
+  if (segs.some((x) => x === '.' || x === '..')) return no(`health check path ${show(v)} ${HEALTH_PATH_RULE}`);
+  return ok(v);
+}
+
+/** Pure. A duration in ms as the shortest of `1h`, `2m`, `10s`, `1500ms`. */
+export function formatInterval(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+const INTERVAL_RULE = 'must be a duration from 1s to 1h such as 10s, 1500ms or 1m';
+
+/** How often a health check runs: a duration (`10s`, `1500ms`, `1m`; a bare number is seconds), 1 s to 1 h; in ms. */
+export function checkHealthInterval(v: unknown): Checked<number> {
+  const ms = typeof v === 'string' && v.length <= 20 ? parseDuration(v) : typeof v === 'number' && Number.isFinite(v) ? parseDuration(String(v)) : null;
+  if (ms === null || ms < HEALTH_CHECK.minIntervalMs || ms > HEALTH_CHECK.maxIntervalMs) return no(`health check interval ${show(v)} ${INTERVAL_RULE}`);
+  return ok(ms);
+}
+
+/** An interval already in ms (store rows, the model): a whole number 1000..3600000. */
+export function checkHealthIntervalMs(v: unknown): Checked<number> {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < HEALTH_CHECK.minIntervalMs || v > HEALTH_CHECK.maxIntervalMs) {
+    return no(`health check interval ${show(v)} must be whole milliseconds from 1000 to 3600000`);
+  }
+  return ok(v);
+}
+
+/**
+ * A health check as written by an admin (routes file, API): absent or null for none, or
+ * `{ path, interval? }` (interval defaults to 10 s). Normalised to `{ path, intervalMs }`.
+ */
+export function checkHealthCheck(v: unknown): Checked<HealthCheck | null> {
+  if (v === undefined || v === null) return ok(null);
+  if (typeof v !== 'object' || Array.isArray(v)) return no(`health check must be a mapping such as { path: /health, interval: 10s }, got ${show(v)}`);
+  const o = v as Record<string, unknown>;
+  const unknown = Object.keys(o).filter((k) => k !== 'path' && k !== 'interval');
+  if (unknown.length > 0) return no(`health check has unknown key ${show(unknown[0])}; expected path and interval`);
+  if (o.path === undefined || o.path === null) return no('health check needs a path such as /health');
+  const path = checkHealthPath(o.path);
+  if (!path.ok) return path;
+  const interval = o.interval === undefined || o.interval === null ? ok<number>(HEALTH_CHECK.defaultIntervalMs) : checkHealthInterval(o.interval);
+  if (!interval.ok) return interval;
+  return ok({ path: path.value, intervalMs: interval.value });
 }
 
 /** Pure. The route id of a task endpoint: `<task>` or `<task>-<name>`. */

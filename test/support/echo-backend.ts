@@ -14,17 +14,20 @@ export interface EchoBackend {
   name: string;
   port: number;
   seen: Seen[];
+  /** The status `/health` answers (default 200, the usual echo); set it to fail health checks. */
+  healthStatus: number;
   close(): Promise<void>;
 }
 
 /**
  * An echo backend on 127.0.0.1: answers JSON {backend, method, url, headers, body}; `/sse`
  * streams `n` events `gap` ms apart; `/status/<code>` answers that status; `/sleep/<ms>` answers
- * after that many milliseconds (at most 10 s); WebSocket upgrades
- * echo every message back prefixed with the backend name.
+ * after that many milliseconds (at most 10 s); `/health` answers `healthStatus` (200 unless a
+ * test sets it); WebSocket upgrades echo every message back prefixed with the backend name.
  */
 export function startEcho(name: string, port = 0): Promise<EchoBackend> {
   const seen: Seen[] = [];
+  const self = { healthStatus: 200 };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -49,7 +52,7 @@ export function startEcho(name: string, port = 0): Promise<EchoBackend> {
         return;
       }
       const m = /\/status\/(\d{3})$/.exec(u.pathname);
-      const status = m ? Number(m[1]) : 200;
+      const status = m ? Number(m[1]) : u.pathname === '/health' ? self.healthStatus : 200;
       const sleep = /\/sleep\/(\d{1,5})$/.exec(u.pathname);
       const answer = () => {
         res.writeHead(status, { 'content-type': 'application/json', 'x-backend': name });
@@ -66,7 +69,7 @@ export function startEcho(name: string, port = 0): Promise<EchoBackend> {
   });
   return new Promise((resolve) => {
     server.listen(port, '127.0.0.1', () => {
-      resolve({
+      resolve(Object.assign(self, {
         name,
         port: (server.address() as AddressInfo).port,
         seen,
@@ -77,7 +80,7 @@ export function startEcho(name: string, port = 0): Promise<EchoBackend> {
             server.closeAllConnections();
             server.close(() => r());
           }),
-      });
+      }));
     });
   });
 }
