@@ -2,8 +2,8 @@ import type http from 'node:http';
 import net from 'node:net';
 import { readFile, stat } from 'node:fs/promises';
 import { isUserError } from '../errors';
-import type { Backend, Rejection, StaticRoute } from '../model/types';
-import { checkBool, show } from '../model/validate';
+import type { Backend, HealthCheck, Rejection, StaticRoute } from '../model/types';
+import { checkBool, checkHealthCheck, formatInterval, show } from '../model/validate';
 import { parseRoutesFile } from '../providers/routes-file';
 import { STORE_PROVIDER } from '../providers/store-provider';
 import type { RouterStatus } from '../router';
@@ -136,8 +136,15 @@ export interface RouteView {
   strip_prefix: boolean;
   /** Backends as configured (file routes: as the file gives them). */
   backends: string[];
-  /** Backends the edge routes to now (configured plus task bindings), as the router last merged them. */
+  /**
+   * Backends the edge routes to now (configured plus task bindings, less those the active health
+   * check took out), as the router last merged them.
+   */
   live_backends: string[];
+  /** The active health check as defined (`interval` such as `10s`), or null. */
+  health_check: { path: string; interval: string } | null;
+  /** The last health state of each checked backend, as the router last wrote it; null without a health check or router status. */
+  backend_health: Array<{ backend: string; state: 'unknown' | 'up' | 'down'; reason: string | null; since: string | null; checked_at: string | null }> | null;
   /**
    * Not in use: no backend; Pending: backends known, none reachable yet (or the router has not
    * taken the change in yet); Routing; Disabled; Rejected (see problem); Unknown: no router status.
@@ -167,9 +174,25 @@ function problemOf(rejections: Rejection[], provider: string, name: string): str
   return r ? r.reason : null;
 }
 
-function liveStatus(enabled: boolean, live: string[], reachable: Set<string> | null): RouteStatusText {
+/** Pure. A health check as the views show it. */
+export function viewHealthCheck(h: HealthCheck | null | undefined): RouteView['health_check'] {
+  return h ? { path: h.path, interval: formatInterval(h.intervalMs) } : null;
+}
+
+function backendHealth(live: LiveRoute | undefined): RouteView['backend_health'] {
+  return live?.health ? live.health.backends.map((b) => ({ backend: b.backend, state: b.state, reason: b.reason, since: b.since, checked_at: b.checked_at })) : null;
+}
+
+/** The problem shown when every backend fails the active health check. */
+function allDown(live: LiveRoute | undefined): string | null {
+  const h = live?.health;
+  if (!h || live!.backends.length > 0 || !h.backends.some((b) => b.state === 'down')) return null;
+  return 'every backend fails its health check; the route answers 503 until one passes';
+}
+
+function liveStatus(enabled: boolean, live: string[], reachable: Set<string> | null, down: boolean): RouteStatusText {
   if (!enabled) return 'Disabled';
-  if (live.length === 0) return 'Not in use';
+  if (live.length === 0) return down ? 'Pending' : 'Not in use';
   if (reachable !== null && !live.some((b) => reachable.has(b))) return 'Pending';
   return 'Routing';
 }
@@ -192,8 +215,11 @@ export function buildRouteViews(input: RouteViewInput): RouteView[] {
     let status: RouteStatusText;
     let problem = problemOf(rejections, STORE_PROVIDER, s.name);
     if (!input.status) status = 'Unknown';
-    else if (mine) status = liveStatus(s.enabled, mine.backends, input.reachable);
-    else if (problem !== null || live) {
+    else if (mine) {
+      const down = allDown(mine);
+      status = liveStatus(s.enabled, mine.backends, input.reachable, down !== null);
+      problem ??= s.enabled ? down : null;
+    } else if (problem !== null || live) {
       status = 'Rejected';
       problem ??= `the name is taken by the ${live!.provider} provider's route`;
     } else status = !s.enabled ? 'Disabled' : backends.length === 0 ? 'Not in use' : 'Pending';
@@ -210,6 +236,8 @@ export function buildRouteViews(input: RouteViewInput): RouteView[] {
       strip_prefix: s.stripPrefix,
       backends,
       live_backends: mine?.backends ?? [],
+      health_check: viewHealthCheck(s.healthCheck),
+      backend_health: backendHealth(mine),
       status,
       problem,
       created_at: iso(s.createdAt),
@@ -227,8 +255,11 @@ export function buildRouteViews(input: RouteViewInput): RouteView[] {
     let status: RouteStatusText;
     let problem: string | null = rejected;
     if (!input.status) status = 'Unknown';
-    else if (mine) status = liveStatus(enabled, mine.backends, input.reachable);
-    else if (rejected !== null) status = 'Rejected';
+    else if (mine) {
+      const down = allDown(mine);
+      status = liveStatus(enabled, mine.backends, input.reachable, down !== null);
+      problem ??= enabled ? down : null;
+    } else if (rejected !== null) status = 'Rejected';
     else {
       status = !enabled ? 'Disabled' : def && def.backends.length === 0 ? 'Not in use' : 'Pending';
       problem = 'the router has not taken this definition in yet';
@@ -247,6 +278,8 @@ export function buildRouteViews(input: RouteViewInput): RouteView[] {
       strip_prefix: def?.stripPrefix ?? true,
       backends: def ? def.backends.map(backendText) : (mine?.backends ?? []),
       live_backends: mine?.backends ?? [],
+      health_check: def ? viewHealthCheck(def.healthCheck) : mine?.health ? { path: mine.health.path, interval: formatInterval(mine.health.interval_ms) } : null,
+      backend_health: backendHealth(mine),
       status,
       problem,
       created_at: null,
@@ -311,7 +344,15 @@ function graceSeconds(v: unknown): number {
   throw new ApiError(400, 'invalid_input', `grace ${show(v)} must be whole seconds or a duration such as 10m`);
 }
 
-const ROUTE_FIELDS = ['name', 'path', 'subdomain', 'allowed_groups', 'enabled', 'description', 'strip_prefix', 'backends'];
+const ROUTE_FIELDS = ['name', 'path', 'subdomain', 'allowed_groups', 'enabled', 'description', 'strip_prefix', 'backends', 'health_check'];
+
+/** Pure. `health_check` of a body: `{path, interval?}` or null (none); absent keeps `base`. */
+function healthCheckOf(body: Record<string, unknown>, base: StoredRoute | null): HealthCheck | null {
+  if (body.health_check === undefined) return base?.healthCheck ?? null;
+  const c = checkHealthCheck(body.health_check);
+  if (!c.ok) throw new ApiError(400, 'invalid_input', `health_check: ${c.reason}`);
+  return c.value;
+}
 
 /** Pure. The store input of a route from an API body (field names in snake_case). */
 function routeInput(name: string, body: Record<string, unknown>, base: StoredRoute | null): RouteInput {
@@ -332,6 +373,7 @@ function routeInput(name: string, body: Record<string, unknown>, base: StoredRou
     enabled: bool(body, 'enabled') ?? base?.enabled ?? true,
     stripPrefix: bool(body, 'strip_prefix') ?? base?.stripPrefix ?? true,
     description: description ?? '',
+    healthCheck: healthCheckOf(body, base),
   };
 }
 

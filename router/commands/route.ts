@@ -4,8 +4,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type RouteView, buildRouteViews, tcpProbe } from '../api/admin-api';
 import { UserError } from '../errors';
-import type { Backend, StaticRoute } from '../model/types';
-import { checkBackend, show } from '../model/validate';
+import type { Backend, HealthCheck, StaticRoute } from '../model/types';
+import { HEALTH_CHECK, checkBackend, checkHealthInterval, checkHealthPath, formatInterval, show } from '../model/validate';
 import { parseRoutesFile } from '../providers/routes-file';
 import type { RouterStatus } from '../router';
 import { CLI_ACTOR, must, type RouteInput, type Store, type StoredRoute } from '../store/store';
@@ -24,7 +24,28 @@ export function describeRoute(r: StoredRoute): string {
   const where = r.path !== null ? `path ${r.path}` : `subdomain ${r.subdomain}`;
   const backends = r.backends.length ? r.backends.map(backendText).join(',') : 'none (answers 503 until one is added)';
   const groups = r.allowedGroups.length ? r.allowedGroups.join(',') : 'none (any signed-in user)';
-  return `${where}; backends ${backends}; groups ${groups}; ${r.enabled ? 'enabled' : 'disabled'}; ${r.stripPrefix ? 'strips its prefix' : 'keeps its prefix'}`;
+  const health = r.healthCheck ? `; health check GET ${r.healthCheck.path} every ${formatInterval(r.healthCheck.intervalMs)}` : '';
+  return `${where}; backends ${backends}; groups ${groups}; ${r.enabled ? 'enabled' : 'disabled'}; ${r.stripPrefix ? 'strips its prefix' : 'keeps its prefix'}${health}`;
+}
+
+/**
+ * The health check given by `--health-path`, `--health-interval` and (update) `--no-health-check`:
+ * undefined when none of them is given, null to remove it. An interval alone changes the interval
+ * of the health check `old` has.
+ */
+function healthCheckFrom(opts: Record<string, unknown>, old: HealthCheck | null, name: string | null): HealthCheck | null | undefined {
+  const path = opts.healthPath as string | undefined;
+  const interval = opts.healthInterval as string | undefined;
+  if (opts.healthCheck === false) {
+    if (path !== undefined || interval !== undefined) throw new UserError('USAGE', '--no-health-check cannot be combined with --health-path or --health-interval');
+    return null;
+  }
+  if (path === undefined && interval === undefined) return undefined;
+  if (path === undefined && !old) throw new UserError('USAGE', `--health-interval needs --health-path${name ? ` (route ${name} has no health check)` : ''}`);
+  return {
+    path: path === undefined ? old!.path : must(checkHealthPath(path)),
+    intervalMs: interval === undefined ? (old?.intervalMs ?? HEALTH_CHECK.defaultIntervalMs) : must(checkHealthInterval(interval)),
+  };
 }
 
 /** The routes file's static routes, or null (with why) when it is not set or not usable. */
@@ -72,6 +93,13 @@ function statusRow(v: RouteView): string[] {
   return [v.name, v.source, v.status, at, v.backends.join(',') || '-', live, v.allowed_groups.join(',') || '-', v.problem ?? v.description];
 }
 
+/** Pure. `llm: health check GET /health every 10s: 10.0.0.5:8000 up, 10.0.0.6:8000 down (status 503)`. */
+export function healthLine(v: RouteView): string {
+  const hc = v.health_check!;
+  const states = (v.backend_health ?? []).map((b) => `${b.backend} ${b.state}${b.state === 'down' && b.reason ? ` (${b.reason})` : ''}`);
+  return `${v.name}: health check GET ${hc.path} every ${hc.interval}${states.length ? `: ${states.join(', ')}` : ''}`;
+}
+
 /**
  * Registers `appgw route ...` on `program`. `open` opens the store of the configured DATA_DIR;
  * `routesFile` gives ROUTES_FILE (its routes are listed and refused for changes).
@@ -92,6 +120,8 @@ export function registerRouteCommands(program: Command, open: () => Store, route
     .option('--description <text>', 'what the route is for')
     .option('--disabled', 'create it disabled (not served)')
     .option('--no-strip-prefix', 'pass the path prefix on to the backend (apps that know their base URL)')
+    .option('--health-path <path>', 'check each backend with GET <path> (such as /health); failing backends are taken out until they pass')
+    .option('--health-interval <duration>', 'how often to check (1s to 1h, default 10s); needs --health-path')
     .action(
       storeAction(open, (store, io, [name], opts) => {
         const at = where(opts);
@@ -105,6 +135,7 @@ export function registerRouteCommands(program: Command, open: () => Store, route
           description: (opts.description as string | undefined) ?? '',
           enabled: !opts.disabled,
           stripPrefix: opts.stripPrefix !== false,
+          healthCheck: healthCheckFrom(opts, null, null) ?? null,
         };
         const r = store.tx(() => {
           if (store.getRoute(name!)) throw new UserError('CONFLICT', `route ${show(name)} already exists; change it with: appgw route update ${name}`);
@@ -131,6 +162,9 @@ export function registerRouteCommands(program: Command, open: () => Store, route
     .option('--disable', 'stop serving the route (kept in the store)')
     .option('--strip-prefix', 'strip the path prefix before proxying')
     .option('--no-strip-prefix', 'pass the path prefix on to the backend')
+    .option('--health-path <path>', 'check each backend with GET <path>; failing backends are taken out until they pass')
+    .option('--health-interval <duration>', 'how often to check (1s to 1h; default 10s)')
+    .option('--no-health-check', 'remove the health check')
     .action(
       storeAction(open, (store, io, [name], opts) => {
         refuseFileRoute(name!, routesFile(), store);
@@ -157,6 +191,7 @@ export function registerRouteCommands(program: Command, open: () => Store, route
           }
           groups = [...groups, ...((opts.addGroup as string[] | undefined) ?? [])];
           const at = where(opts);
+          const health = healthCheckFrom(opts, old.healthCheck, old.name);
           return store.putRoute(
             {
               name: old.name,
@@ -167,6 +202,7 @@ export function registerRouteCommands(program: Command, open: () => Store, route
               description: (opts.description as string | undefined) ?? old.description,
               enabled: opts.enable ? true : opts.disable ? false : old.enabled,
               stripPrefix: typeof opts.stripPrefix === 'boolean' ? opts.stripPrefix : old.stripPrefix,
+              healthCheck: health === undefined ? old.healthCheck : health,
             },
             by,
           );
@@ -208,6 +244,7 @@ export function registerRouteCommands(program: Command, open: () => Store, route
         if (opts.json) return io.out(JSON.stringify({ routes: views, routes_file: file }, null, 2));
         if (views.length === 0) io.out('no static routes');
         else io.out(table(['NAME', 'SOURCE', 'STATUS', 'AT', 'BACKENDS', 'LIVE', 'GROUPS', 'NOTE'], views.map(statusRow)));
+        for (const v of views) if (v.health_check) io.out(healthLine(v));
         if (!status) io.out('status Unknown: the router has not written DATA_DIR/status.json (is it running with this DATA_DIR?)');
         if (file) io.out(`routes with source "file" come from the routes file ${file} (ROUTES_FILE) and are read-only here: edit that file`);
         else io.out('routes can also be defined in a routes file (ROUTES_FILE); none is configured');

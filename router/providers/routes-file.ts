@@ -7,6 +7,7 @@ import {
   checkCidr,
   checkEndpointName,
   checkGroup,
+  checkHealthCheck,
   checkHost,
   checkPath,
   checkPort,
@@ -52,7 +53,7 @@ export function formatRoutesFileError(e: RoutesFileError): string {
 }
 
 const TOP_KEYS = ['routes', 'tasks'];
-const ROUTE_KEYS = ['name', 'path', 'subdomain', 'backends', 'allowed_groups', 'strip_prefix', 'enabled'];
+const ROUTE_KEYS = ['name', 'path', 'subdomain', 'backends', 'allowed_groups', 'strip_prefix', 'enabled', 'health_check'];
 const TASK_KEYS = ['id', 'owner', 'company', 'endpoints'];
 const ENDPOINT_KEYS = ['name', 'port', 'address', 'protocol', 'strip_prefix', 'route', 'allow_cidrs'];
 
@@ -242,6 +243,7 @@ class Builder {
     const groups = [...new Set(list(e.allowed_groups, 'allowed_groups', checkGroup, 256))];
     const stripPrefix = need(checkBool(e.strip_prefix, 'strip_prefix', true));
     const enabled = need(checkBool(e.enabled, 'enabled', true));
+    const healthCheck = need(checkHealthCheck(e.health_check), 'health_check');
 
     this.unclaimed(this.names, name, `route name ${show(name)}`);
     if (path !== null) this.unclaimed(this.paths, path, `path ${show(path)}`);
@@ -249,7 +251,7 @@ class Builder {
     this.names.set(name, at);
     if (path !== null) this.paths.set(path, at);
     if (subdomain !== null) this.subdomains.set(subdomain, at);
-    const route: StaticRoute = { name, path, subdomain, backends, allowedGroups: groups, stripPrefix, enabled, provider: this.provider };
+    const route: StaticRoute = { name, path, subdomain, backends, allowedGroups: groups, stripPrefix, enabled, healthCheck, provider: this.provider };
     this.snapshot.static.push(route);
   }
 

@@ -3,7 +3,7 @@ import type { Logger } from '../log';
 import { checkBackend, checkBool, checkGroup, checkList, checkPath, checkRouteName, checkSubdomain } from '../model/validate';
 import type { ProviderState, Rejection, Snapshot, StaticRoute } from '../model/types';
 import { emptySnapshot } from '../model/types';
-import type { Store, StoredRoute } from '../store/store';
+import { checkStoredHealthCheck, type Store, type StoredRoute } from '../store/store';
 import type { Provider, ProviderStatus } from './provider';
 
 /** The provider name of routes an admin made through the API or `appgw route`. */
@@ -48,6 +48,8 @@ function checkStoredRoute(row: StoredRoute, provider: string): { ok: true; value
   if (!enabled.ok) return enabled;
   const strip = checkBool(row.stripPrefix, 'strip_prefix', true);
   if (!strip.ok) return strip;
+  const health = checkStoredHealthCheck(row.healthCheck);
+  if (!health.ok) return health;
   return {
     ok: true,
     value: {
@@ -58,6 +60,7 @@ function checkStoredRoute(row: StoredRoute, provider: string): { ok: true; value
       allowedGroups: [...new Set(groups.value)].sort(),
       stripPrefix: strip.value,
       enabled: enabled.value,
+      healthCheck: health.value,
       provider,
     },
   };

@@ -1,10 +1,12 @@
 import { UserError } from '../errors';
-import type { Backend } from '../model/types';
+import type { Backend, HealthCheck } from '../model/types';
 import {
   type Checked,
   checkBackend,
   checkBool,
   checkGroup,
+  checkHealthIntervalMs,
+  checkHealthPath,
   checkList,
   checkPath,
   checkPrincipal,
@@ -103,6 +105,8 @@ export interface StoredRoute {
   enabled: boolean;
   description: string;
   stripPrefix: boolean;
+  /** Active health check of the backends, or null. */
+  healthCheck: HealthCheck | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -117,6 +121,8 @@ export interface RouteInput {
   enabled?: boolean;
   description?: string;
   stripPrefix?: boolean;
+  /** `{ path, intervalMs }` (validated here), or null/absent for none. */
+  healthCheck?: { path: unknown; intervalMs: unknown } | null;
 }
 
 /** A TCP port given to a route; `releasedAt` null while live. */
@@ -260,6 +266,15 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX audit_ts ON audit(ts);
     `,
   },
+  {
+    version: 2,
+    name: 'static-route-health-check',
+    // both null (no health check) or both set; validated by the store before every write
+    sql: `
+      ALTER TABLE static_routes ADD COLUMN health_path TEXT;
+      ALTER TABLE static_routes ADD COLUMN health_interval_ms INTEGER;
+    `,
+  },
 ];
 
 /** Pure. Throws a UserError INVALID_INPUT with the validator's reason, or returns the value. */
@@ -278,6 +293,18 @@ export function checkText(v: unknown, what: string, max: number, optional = fals
   if (len > max) return { ok: false, reason: `${what} is longer than ${max} characters` };
   if (/\p{C}/u.test(v)) return { ok: false, reason: `${what} ${show(v)} has control or invisible characters` };
   return { ok: true, value: v };
+}
+
+/** Pure. A health check in the store's form `{ path, intervalMs }`, or null for none. */
+export function checkStoredHealthCheck(v: unknown): Checked<HealthCheck | null> {
+  if (v === undefined || v === null) return { ok: true, value: null };
+  if (typeof v !== 'object' || Array.isArray(v)) return { ok: false, reason: `health check ${show(v)} must be { path, intervalMs }` };
+  const o = v as Record<string, unknown>;
+  const path = checkHealthPath(o.path);
+  if (!path.ok) return path;
+  const interval = checkHealthIntervalMs(o.intervalMs);
+  if (!interval.ok) return interval;
+  return { ok: true, value: { path: path.value, intervalMs: interval.value } };
 }
 
 /** Pure. An ephemeral or TCP route id: `<task>` or `<task>-<endpoint>`. */
@@ -319,6 +346,8 @@ interface RouteSql {
   enabled: number;
   description: string;
   strip_prefix: number;
+  health_path: string | null;
+  health_interval_ms: number | null;
   created_at: number;
   updated_at: number;
 }
@@ -353,6 +382,7 @@ const routeFromSql = (r: RouteSql): StoredRoute => ({
   enabled: r.enabled === 1,
   description: r.description,
   stripPrefix: r.strip_prefix === 1,
+  healthCheck: r.health_path === null ? null : { path: r.health_path, intervalMs: r.health_interval_ms ?? 10_000 },
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -757,6 +787,7 @@ export class Store {
     const enabled = must(checkBool(input.enabled, 'enabled', true));
     const stripPrefix = must(checkBool(input.stripPrefix, 'strip_prefix', true));
     const description = must(checkText(input.description ?? '', 'description', 200, true));
+    const healthCheck = must(checkStoredHealthCheck(input.healthCheck));
     return this.tx(() => {
       // paths compare ignoring case: the edge's path map matches them that way (see merge.ts)
       const clash = this.db.get<{ name: string; path: string | null }>(
@@ -767,15 +798,16 @@ export class Store {
       const now = this.now();
       const existed = this.getRoute(name) !== null;
       this.db.run(
-        `INSERT INTO static_routes (name, path, subdomain, allowed_groups, backends, enabled, description, strip_prefix, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO static_routes (name, path, subdomain, allowed_groups, backends, enabled, description, strip_prefix, health_path, health_interval_ms, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET path = excluded.path, subdomain = excluded.subdomain, allowed_groups = excluded.allowed_groups,
            backends = excluded.backends, enabled = excluded.enabled, description = excluded.description,
-           strip_prefix = excluded.strip_prefix, updated_at = excluded.updated_at`,
-        [name, path, subdomain, JSON.stringify(groups), JSON.stringify(backends), enabled ? 1 : 0, description, stripPrefix ? 1 : 0, now, now],
+           strip_prefix = excluded.strip_prefix, health_path = excluded.health_path, health_interval_ms = excluded.health_interval_ms,
+           updated_at = excluded.updated_at`,
+        [name, path, subdomain, JSON.stringify(groups), JSON.stringify(backends), enabled ? 1 : 0, description, stripPrefix ? 1 : 0, healthCheck?.path ?? null, healthCheck?.intervalMs ?? null, now, now],
       );
       this.bump('routes_version');
-      this.audit(by, existed ? 'route.update' : 'route.create', name, { path, subdomain, allowedGroups: groups, backends, enabled, stripPrefix });
+      this.audit(by, existed ? 'route.update' : 'route.create', name, { path, subdomain, allowedGroups: groups, backends, enabled, stripPrefix, healthCheck });
       return this.getRoute(name)!;
     });
   }

@@ -33,6 +33,7 @@ const DESIGN_SNAPSHOT: Snapshot = {
       allowedGroups: ['ml-team'],
       stripPrefix: true,
       enabled: true,
+      healthCheck: null,
       provider: 'file',
     },
   ],

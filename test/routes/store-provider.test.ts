@@ -12,7 +12,7 @@ import { waitFor } from '../support/net';
 const ACTOR = { name: 'test', principal: null, client: null };
 
 function stored(name: string, extra: Partial<StoredRoute> = {}): StoredRoute {
-  return { name, path: `/${name}/`, subdomain: null, allowedGroups: [], backends: [], enabled: true, description: '', stripPrefix: true, createdAt: 0, updatedAt: 0, ...extra };
+  return { name, path: `/${name}/`, subdomain: null, allowedGroups: [], backends: [], enabled: true, description: '', stripPrefix: true, healthCheck: null, createdAt: 0, updatedAt: 0, ...extra };
 }
 
 function status(routes: Array<Partial<RouterStatus['routes'][number]> & { id: string }>, rejections: Rejection[] = []): RouterStatus {
@@ -42,8 +42,8 @@ describe('buildStoreSnapshot', () => {
       bindings: [],
       tcp: [],
       static: [
-        { name: 'llm', path: '/llm/', subdomain: null, backends: [{ host: '10.0.0.1', port: 8000 }], allowedGroups: ['a', 'b'], stripPrefix: false, enabled: true, provider: 'store' },
-        { name: 'chat', path: null, subdomain: 'chat', backends: [], allowedGroups: [], stripPrefix: true, enabled: false, provider: 'store' },
+        { name: 'llm', path: '/llm/', subdomain: null, backends: [{ host: '10.0.0.1', port: 8000 }], allowedGroups: ['a', 'b'], stripPrefix: false, enabled: true, healthCheck: null, provider: 'store' },
+        { name: 'chat', path: null, subdomain: 'chat', backends: [], allowedGroups: [], stripPrefix: true, enabled: false, healthCheck: null, provider: 'store' },
       ],
     });
   });

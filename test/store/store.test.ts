@@ -209,6 +209,7 @@ describe('static routes', () => {
       enabled: true,
       description: 'vLLM pool',
       stripPrefix: true,
+      healthCheck: null,
       createdAt: T0,
       updatedAt: T0,
     });
