@@ -11,7 +11,8 @@ import { buildPushData, type EdgeShare, type EdgeToken, type EdgeUser } from './
 import type { Backend, DesiredState, ProviderState, Rejection } from './model/types';
 import type { Provider, Publication } from './providers/provider';
 import type { Applier, ApplyResult } from './proxy/applier';
-import { pushData, proxyDataState, request } from './proxy/edge-client';
+import { pushData, pushDelta, proxyDataState, request } from './proxy/edge-client';
+import { deltaBody, diffData, encodeData, fullBody, type Encoded } from './proxy/push-delta';
 import { render, sameConfig, type Bundle, type RenderInput, type RenderedTcp, type Templates } from './render/render';
 
 /** Where the live identity tables come from (the store); bumps its version on every change. */
@@ -93,7 +94,7 @@ export class Router {
   private readonly views: ProviderViews = new Map();
   private readonly epoch = randomBytes(8).toString('hex');
   private version = 0;
-  private lastPushed: string | null = null;
+  private lastPushed: Encoded | null = null;
   private pushedOk = false;
   private live: Bundle | null = null;
   private lastFailedBundle: Bundle | null = null;
@@ -113,7 +114,7 @@ export class Router {
   /** False until the first generation is applied: snapshots are only recorded before that. */
   private ready = false;
   private applying: Promise<void> | null = null;
-  readonly stats = { reloads: 0, pushes: 0, lastApply: null as (ApplyResult & { at: string }) | null, lastFailure: null as (ApplyResult & { at: string }) | null };
+  readonly stats = { reloads: 0, pushes: 0, fullPushes: 0, lastApply: null as (ApplyResult & { at: string }) | null, lastFailure: null as (ApplyResult & { at: string }) | null };
   /** Called after every apply attempt (tests and supervision hook in here). */
   onApply: ((r: ApplyResult) => void) | null = null;
   /** Active health checks of static routes; a backend going down or coming back is a data push. */
@@ -304,7 +305,20 @@ export class Router {
     return result;
   }
 
-  private async pushIfChanged(force = false): Promise<void> {
+  /** Pushes are serialised: each one is a delta against what the previous one left. */
+  private pushing: Promise<void> = Promise.resolve();
+
+  private pushIfChanged(force = false): Promise<void> {
+    this.pushing = this.pushing.then(() => this.push(force));
+    return this.pushing;
+  }
+
+  /**
+   * Pushes the data when it changed: a delta against what the proxy holds when the last push
+   * succeeded (router/proxy/push-delta.ts), else — first push, after a failure, a proxy that
+   * reports another version (heal), or one that refuses the delta — the full snapshot.
+   */
+  private async push(force: boolean): Promise<void> {
     const t = this.d.tokens;
     const identity = { tokens: t.table(Date.now()), users: t.users?.() ?? {}, shares: t.shares?.() ?? {} };
     const data = buildPushData(
@@ -314,13 +328,25 @@ export class Router {
       { clearml_cookie: this.d.config.authCookieName, secure: this.d.config.authSecure, read_timeout_s: this.d.config.readTimeoutS },
       (route, b) => this.health.healthy(route, b),
     );
-    const json = JSON.stringify(data);
-    if (!force && this.pushedOk && json === this.lastPushed) return;
+    const enc = encodeData(data);
+    const last = this.pushedOk && !force ? this.lastPushed : null;
+    const diff = last ? diffData(last, enc) : null;
+    if (last && !diff) return;
+    const base = this.version;
     this.version += 1;
-    const body = `{"epoch":${JSON.stringify(this.epoch)},"version":${this.version},${json.slice(1)}`;
     try {
-      await pushData(this.d.pushSocket, body);
-      this.lastPushed = json;
+      if (last && diff) {
+        const res = await pushDelta(this.d.pushSocket, deltaBody(this.epoch, this.version, base, diff));
+        if (res === 'refused') {
+          this.d.log.info('the proxy does not hold the base of a delta; pushing everything', { component: 'router', base });
+          await pushData(this.d.pushSocket, fullBody(this.epoch, this.version, data));
+          this.stats.fullPushes += 1;
+        }
+      } else {
+        await pushData(this.d.pushSocket, fullBody(this.epoch, this.version, data));
+        this.stats.fullPushes += 1;
+      }
+      this.lastPushed = enc;
       this.pushedOk = true;
       this.stats.pushes += 1;
     } catch (e) {

@@ -39,17 +39,56 @@ local function put_all(prefix, entries, keep)
   return true
 end
 
---- POST /_internal/push: body {version, routes = {key = rec}, tokens = {id = rec}}.
+local DATA_KEY = { ["r:"] = true, ["t:"] = true, ["u:"] = true }
+
+-- A delta against the version the proxy holds: {epoch, version, base, set = {key = "<record as
+-- JSON>"}, del = {key, ...}, settings?}. Records arrive already encoded and are stored as they
+-- are, so a revocation among ten thousand tokens is a few hundred bytes and a few shared-dict
+-- writes, not the whole table. Refused with 409 unless the proxy holds exactly `base` of the
+-- same epoch: the router then sends a full snapshot.
+local function apply_delta(snap, current, epoch)
+  if snap.epoch ~= epoch or snap.base ~= current then
+    return reply(409, { error = "base_mismatch", version = current, epoch = epoch })
+  end
+  local set, del = snap.set, snap.del
+  if (set ~= nil and type(set) ~= "table") or (del ~= nil and type(del) ~= "table") then
+    return reply(400, { error = "bad_delta" })
+  end
+  for key, enc in pairs(set or {}) do
+    if type(key) ~= "string" or not DATA_KEY[key:sub(1, 2)] or type(enc) ~= "string" then
+      return reply(400, { error = "bad_delta", key = type(key) == "string" and key:sub(1, 80) or nil })
+    end
+  end
+  for _, key in ipairs(del or {}) do
+    if type(key) ~= "string" or not DATA_KEY[key:sub(1, 2)] then return reply(400, { error = "bad_delta" }) end
+  end
+  for key, enc in pairs(set or {}) do
+    local ok, err = data:safe_set(key, enc)
+    if not ok then return reply(507, { error = "store_failed", message = "shared dict: " .. tostring(err) }) end
+  end
+  for _, key in ipairs(del or {}) do data:delete(key) end
+  if type(snap.settings) == "table" then
+    local ok, err = data:safe_set("meta:settings", cjson.encode(snap.settings))
+    if not ok then return reply(507, { error = "store_failed", message = "shared dict: " .. tostring(err) }) end
+  end
+  data:set("meta:pushed_at", ngx.now())
+  -- the version is written last: readers drop their caches when it changes
+  data:set("meta:version", snap.version)
+  return reply(200, { ok = true, version = snap.version, delta = true })
+end
+
+--- POST /_internal/push: a full snapshot {epoch, version, routes = {key = rec}, tokens = {id =
+--- rec}, users, settings}, or a delta (see apply_delta).
 function _M.push()
   if ngx.req.get_method() ~= "POST" then return reply(405, { error = "method_not_allowed" }) end
   local body = read_body()
   if not body then return reply(400, { error = "empty_body" }) end
   local snap = cjson.decode(body)
-  if type(snap) ~= "table" or type(snap.version) ~= "number" or type(snap.routes) ~= "table" then
-    return reply(400, { error = "bad_snapshot" })
-  end
+  if type(snap) ~= "table" or type(snap.version) ~= "number" then return reply(400, { error = "bad_snapshot" }) end
   local current = data:get("meta:version") or 0
   local epoch = data:get("meta:epoch")
+  if snap.delta == true then return apply_delta(snap, current, epoch) end
+  if type(snap.routes) ~= "table" then return reply(400, { error = "bad_snapshot" }) end
   if snap.epoch == epoch and snap.version < current then
     return reply(409, { error = "stale", version = current })
   end

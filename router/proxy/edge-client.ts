@@ -43,6 +43,17 @@ export async function pushData(socketPath: string, body: string): Promise<number
   return (JSON.parse(res.body) as { version: number }).version;
 }
 
+/**
+ * Pushes a delta (router/proxy/push-delta.ts). Resolves 'applied', or 'refused' when the proxy
+ * does not hold the delta's base version (409): the caller then pushes the full snapshot.
+ */
+export async function pushDelta(socketPath: string, body: string): Promise<'applied' | 'refused'> {
+  const res = await request({ socketPath, path: '/_internal/push', method: 'POST', body }, 15_000);
+  if (res.status === 409) return 'refused';
+  if (res.status !== 200) throw new Error(`proxy refused the delta: HTTP ${res.status} ${res.body.slice(0, 200)}`);
+  return 'applied';
+}
+
 /** What the proxy holds: its data version and epoch. */
 export async function proxyDataState(socketPath: string): Promise<{ version: number; epoch: string | null }> {
   const res = await request({ socketPath, path: '/_internal/state' }, 3000);

@@ -27,6 +27,12 @@ export class MemoryTokens implements TokenSource {
     this.v += 1;
     return `appgw_${id}_${secret}`;
   }
+  /** Removes (revokes) the token with this plaintext or id. */
+  remove(tokenOrId: string): void {
+    const id = /^appgw_([a-z0-9]+)_/.exec(tokenOrId)?.[1] ?? tokenOrId;
+    delete this.tokens[id];
+    this.v += 1;
+  }
 }
 
 export interface TestGateway {
