@@ -69,7 +69,7 @@ function task(id: string, port: number): EphemeralRoute {
 }
 
 function staticRoute(name: string, ports: number[]): StaticRoute {
-  return { name, path: `/${name}/`, subdomain: null, backends: ports.map((port) => ({ host: '127.0.0.1', port })), allowedGroups: [GROUP], stripPrefix: true, enabled: true, provider: 'manual' };
+  return { name, path: `/${name}/`, subdomain: null, backends: ports.map((port) => ({ host: '127.0.0.1', port })), allowedGroups: [GROUP], stripPrefix: true, enabled: true, provider: 'manual', healthCheck: null };
 }
 
 /** The in-memory token table of the harness, plus the shares the router pushes with it. */

@@ -74,7 +74,7 @@ function task(id: string, port: number): EphemeralRoute {
 }
 
 function staticRoute(name: string, path: string, port: number): StaticRoute {
-  return { name, path, subdomain: null, backends: [{ host: '127.0.0.1', port }], allowedGroups: [], stripPrefix: true, enabled: true, provider: 'manual' };
+  return { name, path, subdomain: null, backends: [{ host: '127.0.0.1', port }], allowedGroups: [], stripPrefix: true, enabled: true, provider: 'manual', healthCheck: null };
 }
 
 function snap(p: Partial<Snapshot>): Snapshot {
