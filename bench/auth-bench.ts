@@ -927,7 +927,7 @@ function report(r: Result): void {
       `${d.sessions} sessions (X-Session-Id) over 4 backends: ${JSON.stringify(d.bySession)} (max deviation from even ${pct(d.bySessionMaxDeviation)}); same backend when asked again: ${pct(d.stickyRepeat)}`,
       `${r.settings.tokens} tokens (affinity by token id, as under wrk): ${JSON.stringify(d.byToken)} (max deviation ${pct(d.byTokenMaxDeviation)})`,
       `${d.removed} removed by a push: ${JSON.stringify(d.afterRemoval)}; moved ${pct(d.movedOnRemoval)} of sessions (${d.onRemoved} were on ${d.removed}; moved among the others: ${d.movedNotOnRemoved})`,
-      `${d.removed} added back: moved ${pct(d.movedOnReAdd)}; on their original backend again: ${pct(d.backToOriginal)}; ManualProvider.set() → new data version in the proxy (${d.pushMs.length} pushes, ${r.settings.tokenTable} tokens in the table = ${((r.settings.tokenTableBytes as number) / 1e6).toFixed(1)} MB of JSON in every push, no load): median ${f(median(d.pushMs), 0)} ms, max ${f(Math.max(...d.pushMs), 0)} ms; workers unchanged: ${d.workersUnchanged}; reloads: ${d.reloads}`,
+      `${d.removed} added back: moved ${pct(d.movedOnReAdd)}; on their original backend again: ${pct(d.backToOriginal)}; ManualProvider.set() → new data version in the proxy (${d.pushMs.length} pushes, ${r.settings.tokenTable} tokens in the table, ${((r.settings.tokenTableBytes as number) / 1e6).toFixed(1)} MB of JSON as a full snapshot; these pushes are deltas; no load): median ${f(median(d.pushMs), 0)} ms, max ${f(Math.max(...d.pushMs), 0)} ms; workers unchanged: ${d.workersUnchanged}; reloads: ${d.reloads}`,
     );
   }
   for (const [sec, views] of [['issue 3', r.auth?.perf], ['issue 5', r.static?.perf]] as const) {

@@ -56,11 +56,27 @@ end
 
 local concat = table.concat
 
+-- Identities share their group lists (one table per distinct list) and the empty list:
+-- ten thousand tokens of a few teams are ten thousand small tables for the collector to walk,
+-- not thirty thousand.
+local EMPTY_LIST = {} -- never modified
+local group_lists = {}
+state.on_change(function() group_lists = {} end)
+
 local function new_identity(id, rec)
-  local groups = type(rec.g) == "table" and rec.g or {}
+  local groups = type(rec.g) == "table" and rec.g or EMPTY_LIST
+  local header = concat(groups, ",")
+  local shared = group_lists[header]
+  if shared then
+    groups = shared
+  else
+    group_lists[header] = groups
+  end
+  local routes = rec.r
+  if type(routes) ~= "table" or #routes == 0 then routes = EMPTY_LIST end
   return {
-    id = id, user = rec.u, admin = rec.a == true, groups = groups, routes = rec.r, e = rec.e,
-    groups_header = concat(groups, ","),
+    id = id, user = rec.u, admin = rec.a == true, groups = groups, routes = routes, e = rec.e,
+    groups_header = header,
   }
 end
 
