@@ -45,6 +45,8 @@ export interface Config {
   };
   authCookieName: string;
   authSecure: boolean;
+  /** End a token's open streams at the next chunk after it is revoked (the edge's body filter). */
+  streamRevocation: boolean;
   tokenMaxDays: number;
   tcp: {
     routerAddress: string | null;
@@ -97,6 +99,7 @@ export const VARIABLES: VarSpec[] = [
   { name: 'LISTEN_QUEUE_NAME', expects: 'queue names (wildcards allowed), separated by commas or spaces' },
   { name: 'AUTH_COOKIE_NAME', aliases: ['ROUTER__HTTP__AUTHORIZATION__COOKIE__NAME'], expects: 'a cookie name' },
   { name: 'AUTH_SECURE_ENABLED', aliases: ['ROUTER__HTTP__AUTHORIZATION__COOKIE__SECURE'], expects: 'true or false' },
+  { name: 'STREAM_REVOCATION', expects: 'true or false' },
   { name: 'TOKEN_MAX_DAYS', expects: 'a whole number of days from 1 to 3650' },
   { name: 'TCP_ROUTER_ADDRESS', aliases: ['ROUTER__STREAM__EXTERNAL_URL', 'STREAM_ROUTER_ADDRESS'], expects: 'a host name or IP address' },
   { name: 'TCP_PORT_START', aliases: ['ROUTER__STREAM__PORT_RANGE__START', 'STREAM_PORT_START'], expects: 'a TCP port 1-65535' },
@@ -299,6 +302,7 @@ export function parseConfig(env: Env, cwd: string): Config {
     },
     authCookieName: cookie,
     authSecure: bool(env, 'AUTH_SECURE_ENABLED', false),
+    streamRevocation: bool(env, 'STREAM_REVOCATION', true),
     tokenMaxDays: int(env, 'TOKEN_MAX_DAYS', 90, 1, 3650)!,
     tcp: { routerAddress: tcpHost, portStart, portEnd, allowCidrs: cidrs },
     dockerProvider: bool(env, 'DOCKER_PROVIDER', false),

@@ -64,6 +64,7 @@ export function renderBaseFor(config: Config, loadModules: string[], isRoot = ty
     workerShutdownTimeoutS: config.workerShutdownTimeoutS,
     maxBodySize: config.maxBodySize,
     readTimeoutS: config.readTimeoutS,
+    streamRevocation: config.streamRevocation,
     dataDictSize: '64m',
   };
 }

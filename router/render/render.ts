@@ -38,6 +38,8 @@ export interface RenderInput {
   workerShutdownTimeoutS: number;
   maxBodySize: string;
   readTimeoutS: number;
+  /** Render the body filter that ends a token's streams when it is revoked (STREAM_REVOCATION). */
+  streamRevocation: boolean;
   dataDictSize: string;
   static: StaticRoute[];
   tcp: RenderedTcp[];
@@ -123,6 +125,7 @@ export function render(t: Templates, input: RenderInput): Bundle {
     listenAddress: input.listenAddress,
     listenPort: input.listenPort,
     readTimeout: Math.floor(input.readTimeoutS),
+    streamRevocation: input.streamRevocation,
   };
   files.set(
     'nginx.conf',

@@ -26,6 +26,7 @@ const base: RenderInput = {
   workerShutdownTimeoutS: 300,
   maxBodySize: '100m',
   readTimeoutS: 3600,
+  streamRevocation: true,
   dataDictSize: '64m',
   static: [route('llm'), route('chat', { subdomain: 'chat', path: null }), route('off', { enabled: false }), route('deep', { path: '/team/a/' })],
   tcp: [{ id: '0123456789abcdef0123456789abcdef', port: 30001, backend: { host: '10.0.3.17', port: 22 }, allow: ['10.0.0.0/8'] }],
