@@ -688,7 +688,9 @@ async function main(): Promise<void> {
   // backend saturate (it runs in a session, and so a scheduler autogroup, of its own); the heal
   // then re-pushes the whole 2.5 MB snapshot, which empties the workers' token memo mid-run
   // (seen in the runs of 2026-11-23; see bench/README.md). Pushes on change are unaffected.
-  const g = await startTestGateway({ providers: [provider], tokens, env: { PROXY_WORKER_PROCESSES: '1', PUSH_INTERVAL: '1h' } });
+  // BENCH_STREAM_REVOCATION=false measures the gateway without its stream-revocation body filter
+  const g = await startTestGateway({ providers: [provider], tokens, env: { PROXY_WORKER_PROCESSES: '1', PUSH_INTERVAL: '1h', STREAM_REVOCATION: env.BENCH_STREAM_REVOCATION ?? 'true' } });
+  log(`gateway with STREAM_REVOCATION=${env.BENCH_STREAM_REVOCATION ?? 'true'}`);
   gateways.push(g);
   track.add(g.gw.nginx!.pid()!, 'gateway nginx');
   const tableSize = Object.keys(tokens.tokens).length;

@@ -902,7 +902,9 @@ async function main(): Promise<void> {
   const BENCH = hex32();
   const base = [task(BENCH, backend.port), ...Array.from({ length: BACKGROUND_TASKS }, () => task(hex32(), backend.port))];
   provider.snapshot = snap({ ephemeral: base });
-  const g = await startTestGateway({ providers: [provider], tokens, env: { PROXY_WORKER_PROCESSES: '1', PUSH_INTERVAL: '5s' } });
+  // BENCH_STREAM_REVOCATION=false measures the gateway without its stream-revocation body filter
+  const g = await startTestGateway({ providers: [provider], tokens, env: { PROXY_WORKER_PROCESSES: '1', PUSH_INTERVAL: '5s', STREAM_REVOCATION: env.BENCH_STREAM_REVOCATION ?? 'true' } });
+  log(`gateway with STREAM_REVOCATION=${env.BENCH_STREAM_REVOCATION ?? 'true'}`);
   gateways.push(g);
   track.add(g.gw.nginx!.pid()!, 'gateway nginx');
   const headers = { 'X-Gateway-Token': g.adminToken };
