@@ -305,6 +305,8 @@ export class Router {
     return result;
   }
 
+  /** JSON of record objects already serialised (token sources reuse unchanged records). */
+  private readonly pushedJson = new WeakMap<object, string>();
   /** Pushes are serialised: each one is a delta against what the previous one left. */
   private pushing: Promise<void> = Promise.resolve();
 
@@ -328,7 +330,7 @@ export class Router {
       { clearml_cookie: this.d.config.authCookieName, secure: this.d.config.authSecure, read_timeout_s: this.d.config.readTimeoutS },
       (route, b) => this.health.healthy(route, b),
     );
-    const enc = encodeData(data);
+    const enc = encodeData(data, this.pushedJson);
     const last = this.pushedOk && !force ? this.lastPushed : null;
     const diff = last ? diffData(last, enc) : null;
     if (last && !diff) return;

@@ -317,14 +317,30 @@ export function markUsed(store: Store, id: string, ts: number): void {
 }
 
 /** The token table the proxy needs, keyed by token id: live tokens only (not revoked, not expired, principal present). */
+/** Per store: the last record handed out for each token id, with what it was built from. */
+const edgeRecords = new WeakMap<Store, Map<string, { from: string; rec: EdgeToken }>>();
+
+/**
+ * The active tokens as the edge reads them. An unchanged token gets the same record object as
+ * the previous call (the router's push encoder then skips it); a changed one a new object.
+ */
 export function edgeTokenTable(store: Store, now: number): Record<string, EdgeToken> {
   const users = store.edgeUserTable();
+  let seen = edgeRecords.get(store);
+  if (!seen) edgeRecords.set(store, (seen = new Map()));
+  const next = new Map<string, { from: string; rec: EdgeToken }>();
   const out: Record<string, EdgeToken> = {};
   for (const row of store.tokenRows()) {
     if (tokenState(row, now) !== 'active') continue;
     const u = users[row.principal];
     if (!u) continue;
-    out[row.id] = { h: row.secretSha256, u: row.principal, a: u.a, g: [...u.g], r: [...row.routes], e: Math.floor(row.expiresAt / 1000) };
+    const e = Math.floor(row.expiresAt / 1000);
+    const from = `${row.secretSha256}|${row.principal}|${u.a}|${u.g.join(',')}|${row.routes.join(',')}|${e}`;
+    const prev = seen.get(row.id);
+    const rec = prev && prev.from === from ? prev.rec : { h: row.secretSha256, u: row.principal, a: u.a, g: [...u.g], r: [...row.routes], e };
+    next.set(row.id, { from, rec });
+    out[row.id] = rec;
   }
+  edgeRecords.set(store, next);
   return out;
 }
