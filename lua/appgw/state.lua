@@ -16,13 +16,14 @@ local MAX_CACHE = 20000
 local MISSING = {}
 local EMPTY = {}
 
--- one cache per kind, keyed by the id itself (no key concatenation on a hit)
-local routes, tokens, users, settings = {}, {}, {}, nil
+-- one cache per kind of record (by shared-dict key prefix), keyed by the id itself: no key
+-- concatenation on a hit
+local caches, settings = { ["r:"] = {}, ["t:"] = {}, ["u:"] = {} }, nil
 local size = 0
 local listeners = {}
 
 local function drop()
-  routes, tokens, users, settings = {}, {}, {}, nil
+  caches, settings = { ["r:"] = {}, ["t:"] = {}, ["u:"] = {} }, nil
   size = 0
 end
 
@@ -38,43 +39,37 @@ local function sync()
 end
 _M.sync = sync
 
--- Reads and decodes one record; at MAX_CACHE decoded records the caches start over (the caller
--- stores into the current table, so always after this returns).
-local function load(prefix, id)
+-- The decoded record `prefix .. id`, or nil; decoded once per data version. At MAX_CACHE
+-- decoded records the caches start over.
+local function get(prefix, id, synced)
+  if not synced then sync() end
+  local cache = caches[prefix]
+  local hit = cache[id]
+  if hit ~= nil then
+    if hit == MISSING then return nil end
+    return hit
+  end
   local raw = data:get(prefix .. id)
   local val = raw and cjson.decode(raw) or nil
-  if size >= MAX_CACHE then drop() end
+  if size >= MAX_CACHE then
+    drop()
+    cache = caches[prefix]
+  end
   size = size + 1
-  return val
+  cache[id] = val == nil and MISSING or val
+  return val, true
 end
 
 --- The route record for a route key (`e:<id>` or `s:<name>`), or nil. Decoded records carry
 --- `key` (the route key) in addition to what was pushed.
 function _M.route(key, synced)
-  if not synced then sync() end
-  local hit = routes[key]
-  if hit ~= nil then
-    if hit == MISSING then return nil end
-    return hit
-  end
-  local val = load("r:", key)
-  if val then val.key = key end
-  routes[key] = val == nil and MISSING or val
+  local val, fresh = get("r:", key, synced)
+  if fresh and val then val.key = key end
   return val
 end
 
 --- The token record for a token id, or nil.
-function _M.token(id, synced)
-  if not synced then sync() end
-  local hit = tokens[id]
-  if hit ~= nil then
-    if hit == MISSING then return nil end
-    return hit
-  end
-  local val = load("t:", id)
-  tokens[id] = val == nil and MISSING or val
-  return val
-end
+function _M.token(id, synced) return (get("t:", id, synced)) end
 
 --- The token record for a token id, or nil, read from the shared dict and not cached: for
 --- callers that keep what they derive from it (auth.lua's memo of verified tokens), so that ten
@@ -85,17 +80,7 @@ function _M.token_uncached(id)
 end
 
 --- The user record (admin flag, groups) for a user id, or nil.
-function _M.user(id, synced)
-  if not synced then sync() end
-  local hit = users[id]
-  if hit ~= nil then
-    if hit == MISSING then return nil end
-    return hit
-  end
-  local val = load("u:", id)
-  users[id] = val == nil and MISSING or val
-  return val
-end
+function _M.user(id, synced) return (get("u:", id, synced)) end
 
 --- Gateway settings pushed by the router (cookie names, secure flag).
 function _M.settings(synced)

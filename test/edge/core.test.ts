@@ -224,7 +224,8 @@ describe('edge core (real nginx, echo backends)', () => {
     const before = g.gw.router.stats.reloads;
     for (let i = 0; i < 5; i++) {
       provider.set(snap({ ...provider.snapshot, static: [...provider.snapshot.static.filter((r) => !r.name.startsWith('burst')), route(`burst${i}`, [a.port])] }));
-      await new Promise((r) => setTimeout(r, 20));
+      // 5 ms apart: well inside the harness's 100 ms settle time even on a loaded machine
+      await new Promise((r) => setTimeout(r, 5));
     }
     await waitFor(async () => (await req(`${g.url}/burst4/`, { headers: auth() })).status === 200, 5000, 'burst route live');
     await new Promise((r) => setTimeout(r, 700));
