@@ -1,9 +1,10 @@
 import type { Config } from '../../config';
 import { errorMessage } from '../../errors';
 import type { Logger } from '../../log';
-import type { Backend, ProviderState, Rejection, Snapshot } from '../../model/types';
+import type { Backend, Snapshot } from '../../model/types';
 import { routeId } from '../../model/validate';
-import type { Provider, ProviderStatus, Publication } from '../provider';
+import { PollingProvider, type Discovery } from '../polling-provider';
+import type { Publication } from '../provider';
 import { type ApiObject, ClearmlClient, type ClearmlClientOptions, ClearmlError, MAX_PAGE_SIZE, createClearmlClient } from './api-client';
 import { EXTERNAL_SERVICE_TAG, RUNTIME_KEYS, type TcpWriteBack, formatBackend, isObject, parseTasks, runtimeKey } from './parse-task';
 
@@ -32,11 +33,6 @@ export interface ClearmlProviderOptions {
   random?: () => number;
 }
 
-interface GoodView {
-  key: string;
-  snapshot: Snapshot;
-}
-
 /** Pure. A LISTEN_QUEUE_NAME entry (`*` and `?` wildcards) as an anchored regular expression. */
 export function queuePattern(glob: string): RegExp {
   const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
@@ -51,34 +47,18 @@ export function queuePattern(glob: string): RegExp {
  * degraded in status(), and retries with an exponential backoff with jitter that resets after a
  * healthy poll. After each reconcile it writes the published URLs and TCP addresses back into the
  * tasks' runtime (clearml-protocol.md §1.10, §2.4), only what changed; failures are logged and
- * retried next round. Polls and write-backs run one at a time.
+ * retried next round. Polls and write-backs run one at a time (polling-provider.ts).
  */
-export class ClearmlProvider implements Provider {
+export class ClearmlProvider extends PollingProvider {
   readonly name = 'clearml';
   private readonly client: ClearmlClient;
-  private readonly log: Logger;
-  private readonly pollMs: number;
-  private readonly backoffMaxMs: number;
+  private readonly logger: Logger;
   private readonly queueRefreshPolls: number;
   private readonly writeConcurrency: number;
-  private readonly now: () => number;
-  private readonly random: () => number;
   private readonly queueGlobs: string[];
   private readonly tcpGateway: { address: string | null; portStart: number | null; portEnd: number | null };
   private readonly stripPrefix: boolean;
-
-  private emit: ((state: ProviderState, rejections: Rejection[]) => void) | null = null;
-  private stopped = true;
-  private timer: NodeJS.Timeout | null = null;
-  private work: Promise<void> = Promise.resolve();
   private writeQueued = false;
-
-  private good: GoodView | null = null;
-  private error: string | null = null;
-  private degradedSince: number | null = null;
-  private lastSuccess: number | null = null;
-  private rejections: Rejection[] = [];
-  private failures = 0;
 
   private pollSeq = 0;
   private queueIds: string[] | null = null;
@@ -95,14 +75,21 @@ export class ClearmlProvider implements Provider {
   private publications: Publication[] | null = null;
 
   constructor(config: ClearmlProviderConfig, log: Logger, options: ClearmlProviderOptions = {}) {
+    const pollMs = config.clearml.pollIntervalMs;
+    super(
+      { pollMs, backoffMaxMs: Math.max(options.backoffMaxMs ?? 60_000, pollMs), now: options.now ?? Date.now, random: options.random ?? Math.random },
+      {
+        recovered: 'ClearML API reachable again',
+        rejected: 'ClearML tasks have rejected endpoints',
+        discovered: 'ClearML tasks discovered',
+        failedKeeping: 'ClearML poll failed; keeping the last good routes',
+        failedEmpty: 'ClearML poll failed; nothing routed from ClearML yet',
+      },
+    );
     this.client = options.client ?? createClearmlClient(config, options.clientOptions);
-    this.log = log.child({ component: 'provider', provider: this.name });
-    this.pollMs = config.clearml.pollIntervalMs;
-    this.backoffMaxMs = Math.max(options.backoffMaxMs ?? 60_000, this.pollMs);
+    this.logger = log.child({ component: 'provider', provider: 'clearml' });
     this.queueRefreshPolls = Math.max(1, options.queueRefreshPolls ?? 5);
     this.writeConcurrency = Math.max(1, options.writeConcurrency ?? 8);
-    this.now = options.now ?? Date.now;
-    this.random = options.random ?? Math.random;
     this.queueGlobs = config.clearml.listenQueues.flatMap((q) => q.split(/[\s,]+/)).filter(Boolean);
     // the router publishes TCP routes on TCP_ROUTER_ADDRESS, or else on ROUTER_URL's host
     const address = config.tcp.routerAddress ?? new URL(config.routerUrl).hostname.replace(/^\[|\]$/g, '');
@@ -110,37 +97,8 @@ export class ClearmlProvider implements Provider {
     this.stripPrefix = config.clearml.stripPrefix ?? true;
   }
 
-  /** Starts polling; resolves after the first poll (and write-back round) finished, successfully or not. */
-  async start(emit: (state: ProviderState, rejections: Rejection[]) => void): Promise<void> {
-    this.emit = emit;
-    this.stopped = false;
-    await this.enqueue(() => this.cycle());
-  }
-
-  /** Stops polling; no emit and no write happens after it resolves. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.work;
-    this.emit = null;
-  }
-
-  /** Polls now (and writes back), then keeps the usual rhythm; resolves when done. */
-  pollNow(): Promise<void> {
-    return this.enqueue(() => this.cycle());
-  }
-
-  /** Pure view of the provider's health. */
-  status(): ProviderStatus {
-    return {
-      name: this.name,
-      state: this.error !== null ? 'degraded' : this.good ? 'ok' : 'pending',
-      degradedSince: this.degradedSince,
-      lastError: this.error,
-      lastSuccess: this.lastSuccess,
-      rejections: [...this.rejections],
-    };
+  protected get log(): Logger {
+    return this.logger;
   }
 
   /** Takes the router's publications and writes what changed back into the tasks, soon and in order with polls. */
@@ -154,35 +112,15 @@ export class ClearmlProvider implements Provider {
     });
   }
 
-  /** Runs jobs one at a time; a job never rejects (each catches its own errors). */
-  private enqueue(job: () => Promise<void>): Promise<void> {
-    const run = this.work.then(() => (this.stopped ? undefined : job()));
-    this.work = run.catch((e) => this.log.error('ClearML provider job failed', { error: errorMessage(e) }));
-    return this.work;
-  }
-
-  private async cycle(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    const ok = await this.poll();
-    if (ok) await this.writeBack();
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      void this.enqueue(() => this.cycle());
-    }, ok ? this.pollMs : this.backoff());
-  }
-
-  /** Exponential in the number of failures since the last healthy poll, capped, with jitter. */
-  private backoff(): number {
-    const cap = Math.min(this.backoffMaxMs, this.pollMs * 2 ** Math.min(this.failures - 1, 20));
-    return Math.round(cap / 2 + (this.random() * cap) / 2);
+  /** After a healthy poll: write back what the router published (same job, so in order with polls). */
+  protected override async afterHealthyPoll(): Promise<void> {
+    await this.writeBack();
   }
 
   /** One poll; true when it succeeded. Never throws. */
-  private async poll(): Promise<boolean> {
+  protected async poll(): Promise<boolean> {
     const seq = ++this.pollSeq;
-    const started = this.now();
+    const started = this.timing.now();
     try {
       const filter = await this.filter();
       let tasks: ApiObject[] = [];
@@ -190,10 +128,10 @@ export class ClearmlProvider implements Provider {
         tasks = await this.client.getAllTasks({ ...filter, only_fields: TASK_FIELDS, order_by: ['id'] });
         tasks = await this.confirmMissing(filter, tasks);
       }
-      this.accept(tasks, seq, this.now() - started);
+      this.accept(tasks, seq, this.timing.now() - started);
       return true;
     } catch (e) {
-      this.fault(e);
+      this.failed(errorMessage(e), { code: e instanceof ClearmlError ? e.code : undefined });
       return false;
     }
   }
@@ -260,52 +198,7 @@ export class ClearmlProvider implements Provider {
     for (const id of this.tcpWritten.keys()) if (!this.observed.has(id.split('-')[0]!)) this.tcpWritten.delete(id);
 
     const snapshot: Snapshot = { ephemeral: parsed.ephemeral, static: [], bindings: parsed.bindings, tcp: parsed.tcp };
-    const key = JSON.stringify([snapshot, parsed.rejections]);
-    const at = this.now();
-    const recovered = this.error !== null;
-    const rejectionsChanged = JSON.stringify(parsed.rejections) !== JSON.stringify(this.rejections);
-    this.error = null;
-    this.degradedSince = null;
-    this.failures = 0;
-    this.lastSuccess = at;
-    this.rejections = parsed.rejections;
-    if (recovered) this.log.info('ClearML API reachable again', { tasks: tasks.length });
-    if (rejectionsChanged && parsed.rejections.length > 0) {
-      this.log.warn('ClearML tasks have rejected endpoints', {
-        count: parsed.rejections.length,
-        rejections: parsed.rejections.slice(0, 20).map((r) => `${r.source}: ${r.reason}`),
-      });
-    }
-    if (this.good && this.good.key === key) return;
-    this.good = { key, snapshot };
-    this.log.info('ClearML tasks discovered', {
-      tasks: tasks.length,
-      ephemeral: snapshot.ephemeral.length,
-      bindings: snapshot.bindings.length,
-      tcp: snapshot.tcp.length,
-      rejected: parsed.rejections.length,
-      ms: tookMs,
-    });
-    try {
-      this.emit?.({ kind: 'ready', snapshot, at, degradedSince: null, error: null }, [...parsed.rejections]);
-    } catch (e) {
-      this.log.error('handling the ClearML snapshot failed', { error: errorMessage(e) });
-    }
-  }
-
-  /** Records a failed poll; the last good view stays and nothing is emitted. */
-  private fault(e: unknown): void {
-    if (this.stopped) return;
-    const reason = errorMessage(e);
-    if (reason !== this.error) {
-      this.log.warn(this.good ? 'ClearML poll failed; keeping the last good routes' : 'ClearML poll failed; nothing routed from ClearML yet', {
-        error: reason,
-        code: e instanceof ClearmlError ? e.code : undefined,
-      });
-    }
-    this.error = reason;
-    this.degradedSince ??= this.now();
-    this.failures++;
+    this.succeeded({ snapshot, rejections: parsed.rejections, logFields: { tasks: tasks.length, ms: tookMs } } satisfies Discovery);
   }
 
   /** Writes the latest publications back into the tasks of the last good poll, where they differ. */
