@@ -25,11 +25,9 @@ local SERVICE = "^/service/(([a-z0-9]+)%-?[a-z0-9_]*)(/?)"
 -- Static path routes: the rendered map `$appgw_path_route` (nginx.conf, one line per route in
 -- conf.d/path/) answers "s:<name> <path>" for a path prefix set in `$appgw_path_probe`, or "".
 -- A worker's map never changes (a new generation means new workers), so the answer for a
--- request's first four segments is memoised for the worker's life: two generations of at most
--- PATH_MEMO_HALF entries, as the token memo in auth.lua.
+-- request's first four segments is memoised (memo.lua) for the worker's life.
 local find, sub = string.find, string.sub
-local PATH_MEMO_HALF = 5000
-local path_memo, path_memo_old, path_memo_n = {}, {}, 0
+local paths = require("appgw.memo").new(5000)
 local NO_ROUTE = { false }
 
 -- The route key for exactly `candidate` (a path ending in "/"), or nil.
@@ -42,9 +40,9 @@ local function probe(candidate)
   return key
 end
 
--- Returns {key, path, bare} for `uri`: the static path route with the longest path that
--- prefixes it, or (bare = true) the route whose path is `uri` plus "/" (redirected to the slash
--- form, as nginx does for a prefix location); or NO_ROUTE.
+-- Returns {key, bare} for `uri`: the static path route with the longest path that prefixes it,
+-- or (bare = true) the route whose path is `uri` plus "/" (redirected to the slash form, as nginx
+-- does for a prefix location); or NO_ROUTE.
 local function static_path(uri)
   local s1 = find(uri, "/", 2, true)
   local s2 = s1 and find(uri, "/", s1 + 1, true)
@@ -52,33 +50,24 @@ local function static_path(uri)
   local s4 = s3 and find(uri, "/", s3 + 1, true)
   -- the memo key: the first four segments, or the whole URI when it has no more (a bare path)
   local head = s4 and sub(uri, 1, s4) or uri
-  local hit = path_memo[head]
+  local hit = paths:get(head)
   if hit then return hit end
-  hit = path_memo_old[head]
-  if not hit then
-    hit = NO_ROUTE
-    local bare = not s4 and sub(uri, -1) ~= "/" and uri .. "/"
-    local key = bare and probe(bare)
-    if key then
-      hit = { key, bare, true }
-    else
-      for _, e in ipairs({ s4 or false, s3 or false, s2 or false, s1 or false }) do
-        if e then
-          local candidate = sub(uri, 1, e)
-          key = probe(candidate)
-          if key then
-            hit = { key, candidate, false }
-            break
-          end
-        end
+  hit = NO_ROUTE
+  local bare = not s4 and sub(uri, -1) ~= "/" and uri .. "/"
+  local key = bare and probe(bare)
+  if key then
+    hit = { key, true }
+  else
+    -- longest first: the slash ending the 4th, 3rd, 2nd, 1st segment, where the path has one
+    for _, e in ipairs({ s4 or false, s3 or false, s2 or false, s1 or false }) do
+      key = e and probe(sub(uri, 1, e))
+      if key then
+        hit = { key, false }
+        break
       end
     end
   end
-  if path_memo_n >= PATH_MEMO_HALF then
-    path_memo_old, path_memo, path_memo_n = path_memo, {}, 0
-  end
-  path_memo[head] = hit
-  path_memo_n = path_memo_n + 1
+  paths:set(head, hit)
   return hit
 end
 
@@ -90,20 +79,21 @@ local function resolve(kind, uri)
     if not id or #task > 40 then return nil end
     local name_len = #id - #task
     if name_len == 1 then return nil end -- a name part is at least 2 characters ("-" and one more)
-    local route = state.route("e:" .. id, true)
-    if not route then return nil, nil, false, "e:" .. id end
+    local key = "e:" .. id
+    local route = state.route(key, true)
+    if not route then return nil, nil, false, key end
     local prefix = route.prefix
     if not prefix then
       prefix = "/service/" .. id
       route.prefix = prefix
     end
-    return route, prefix, slash == "", route.key
+    return route, prefix, slash == "", key
   elseif kind == "path" then
     local hit = static_path(uri)
     local key = hit[1]
     if not key then return nil end
     local route = state.route(key, true)
-    if hit[3] then return route, uri, true, key end
+    if hit[2] then return route, uri, true, key end
     return route, route and route.p, false, key
   elseif kind == "static" then
     local key = var.appgw_route
@@ -223,7 +213,7 @@ function _M.run()
     return deny(403, why, key, ident, "You are signed in as " .. tostring(ident.user) .. ", who may not use this route.", { route = route.n })
   end
   if ctx.appgw_exchange then
-    ngx.header["Set-Cookie"] = session_cookie(ctx.appgw_exchange, state.token(token_id).e)
+    ngx.header["Set-Cookie"] = session_cookie(ctx.appgw_exchange, ident.e)
     return ngx.redirect(without_gw_token(), 302)
   end
   if needs_slash then
@@ -261,7 +251,7 @@ function _M.run()
   var.appgw_user = ident.user or ""
   local groups = ident.groups_header
   if groups and groups ~= "" then var.appgw_groups = groups end
-  if ctx.appgw_strip_auth or var.http_cookie then auth.strip(ctx) end
+  auth.strip(ctx)
   if var.http_upgrade then
     -- tunnelled in Lua so that revoking the token closes the connection
     local order = pick.order_from(backends, ctx.appgw_key or "", ctx.appgw_first)
@@ -280,7 +270,7 @@ function _M.login()
   if tok then
     local ident, reason = auth.check_token(tok)
     if ident then
-      ngx.header["Set-Cookie"] = session_cookie(tok, state.token(ident.id).e)
+      ngx.header["Set-Cookie"] = session_cookie(tok, ident.e)
       return ngx.redirect(nxt, 302)
     end
     record_denial(401, reason, "login", nil)

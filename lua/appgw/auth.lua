@@ -24,35 +24,12 @@ function _M.parse(value)
   return id, secret
 end
 
--- Per-worker memo of verified tokens: presented string -> identity. The identity is built once
--- from the token record and shared by every request that presents the same string (callers must
--- not modify it). Emptied whenever the pushed data changes (a revocation is a push), so it never
--- outlives its record; the expiry is still checked on every request. Two generations of at most
--- MEMO_HALF entries each: a hit in the older one moves the entry to the newer one, and when the
--- newer one is full it becomes the older one. So the most recent MEMO_HALF tokens in use are
--- always held, more tokens than that cost a hash for the least recent ones only, and nothing
--- is ever flushed whole (no cliff). The two tables are allocated once at full size and reused
--- (table.clear keeps their slots): no rehash as they fill, no garbage when they turn over, and
--- with up to MEMO_HALF tokens in use no write at all once every token has been seen.
-local new_tab = require "table.new"
-local clear_tab = require "table.clear"
-local MEMO_HALF = 16384
-local memo, memo_old, memo_n = new_tab(0, MEMO_HALF), new_tab(0, MEMO_HALF), 0
-state.on_change(function()
-  clear_tab(memo)
-  clear_tab(memo_old)
-  memo_n = 0
-end)
-
-local function remember(value, ident)
-  if memo_n >= MEMO_HALF then
-    memo_old, memo = memo, memo_old
-    clear_tab(memo)
-    memo_n = 0
-  end
-  memo[value] = ident
-  memo_n = memo_n + 1
-end
+-- Per-worker memo of verified tokens (memo.lua): presented string -> identity. The identity is
+-- built once from the token record and shared by every request that presents the same string
+-- (callers must not modify it). Emptied whenever the pushed data changes (a revocation is a
+-- push), so it never outlives its record; the expiry is still checked on every request.
+local verified = require("appgw.memo").new(16384)
+state.on_change(function() verified:clear() end)
 
 local concat = table.concat
 
@@ -84,22 +61,16 @@ end
 --- state.sync() in this handler.
 function _M.check_token(value, synced)
   if not synced then state.sync() end
-  local ident = memo[value]
+  local ident = verified:get(value)
   if not ident then
-    ident = memo_old[value]
-    if ident then
-      memo_old[value] = nil
-      remember(value, ident)
-    else
-      local id, secret = _M.parse(value)
-      if not id then return nil, "malformed_token" end
-      local rec = state.token_uncached(id)
-      if not rec then return nil, "unknown_token" end
-      local digest = sha256.hex(secret)
-      if not digest or digest ~= rec.h then return nil, "bad_token" end
-      ident = new_identity(id, rec)
-      remember(value, ident)
-    end
+    local id, secret = _M.parse(value)
+    if not id then return nil, "malformed_token" end
+    local rec = state.token_uncached(id)
+    if not rec then return nil, "unknown_token" end
+    local digest = sha256.hex(secret)
+    if not digest or digest ~= rec.h then return nil, "bad_token" end
+    ident = new_identity(id, rec)
+    verified:set(value, ident)
   end
   local e = ident.e
   if e and e <= ngx.time() then return nil, "expired_token" end
@@ -124,10 +95,7 @@ local function clearml_identity(cookie)
   local cached = sessions:get(key)
   if cached then
     local ident = cjson.decode(cached)
-    if ident and ident.user then
-      ident.groups_header = type(ident.groups) == "table" and concat(ident.groups, ",") or ""
-      return ident
-    end
+    if ident and ident.user then return ident end
     return nil, 401, "invalid_session"
   end
   local res = ngx.location.capture("/_appgw_clearml_session", {
@@ -140,8 +108,8 @@ local function clearml_identity(cookie)
       ident.admin = (u and u.a == true) or ident.role == "admin" or ident.role == "root" or ident.role == "system"
       ident.groups = u and u.g or {}
       ident.via = "clearml"
-      sessions:set(key, cjson.encode(ident), SESSION_TTL)
       ident.groups_header = concat(ident.groups, ",")
+      sessions:set(key, cjson.encode(ident), SESSION_TTL)
       return ident
     end
   elseif res.status == 401 or res.status == 403 then

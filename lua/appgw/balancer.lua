@@ -42,7 +42,6 @@ function _M.run()
     ctx.appgw_counted = id
     ctx.appgw_peer_id = id
   end
-  ctx.appgw_peer = peer
 end
 
 return _M

@@ -3,7 +3,7 @@ local _M = {}
 
 function _M.init()
   require "resty.core"
-  for _, name in ipairs({ "appgw.hex", "appgw.sha256", "appgw.cookies", "appgw.authz", "appgw.respond", "appgw.state", "appgw.auth",
+  for _, name in ipairs({ "appgw.hex", "appgw.memo", "appgw.sha256", "appgw.cookies", "appgw.authz", "appgw.respond", "appgw.state", "appgw.auth",
                           "appgw.pick", "appgw.tunnel", "appgw.access", "appgw.balancer", "appgw.push", "appgw.health",
                           "appgw.stats", "appgw.watch" }) do
     require(name)

@@ -41,9 +41,9 @@ local function fmix(h)
   return bxor(h, rshift(h, 16))
 end
 
---- Pure. Score of `key` on the backend with seed `seed` (exposed for tests and benchmarks).
-function _M.score(key, seed)
-  return fmix(bxor(crc32(key), seed))
+-- Score of a key (its CRC32, `h`) on the backend with seed `seed`.
+local function score(h, seed)
+  return fmix(bxor(h, seed))
 end
 
 -- per backends list (a decoded route record's `b`, stable until the data version changes):
@@ -106,7 +106,7 @@ function _M.first(backends, key)
   for i = 1, n do
     local id = ids[i]
     local d = down[id] and 1 or 0
-    local sc = fmix(bxor(h, seeds[i]))
+    local sc = score(h, seeds[i])
     s_score[i], s_down[i] = sc, d
     total = total + (inflight[id] or 0)
     if d < best_d or (d == best_d and sc > best_s) then best, best_d, best_s = i, d, sc end
@@ -135,7 +135,7 @@ function _M.order_from(backends, key, first)
   local rest = {}
   for i = 1, n do
     if i ~= first then
-      rest[#rest + 1] = { i, fmix(bxor(h, seeds[i])), down[ids[i]] and 1 or 0 }
+      rest[#rest + 1] = { i, score(h, seeds[i]), down[ids[i]] and 1 or 0 }
     end
   end
   table.sort(rest, function(a, b)

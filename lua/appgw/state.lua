@@ -57,19 +57,14 @@ local function get(prefix, id, synced)
   end
   size = size + 1
   cache[id] = val == nil and MISSING or val
-  return val, true
-end
-
---- The route record for a route key (`e:<id>` or `s:<name>`), or nil. Decoded records carry
---- `key` (the route key) in addition to what was pushed.
-function _M.route(key, synced)
-  local val, fresh = get("r:", key, synced)
-  if fresh and val then val.key = key end
   return val
 end
 
+--- The route record for a route key (`e:<id>` or `s:<name>`), or nil.
+function _M.route(key, synced) return get("r:", key, synced) end
+
 --- The token record for a token id, or nil.
-function _M.token(id, synced) return (get("t:", id, synced)) end
+function _M.token(id, synced) return get("t:", id, synced) end
 
 --- The token record for a token id, or nil, read from the shared dict and not cached: for
 --- callers that keep what they derive from it (auth.lua's memo of verified tokens), so that ten
@@ -80,7 +75,7 @@ function _M.token_uncached(id)
 end
 
 --- The user record (admin flag, groups) for a user id, or nil.
-function _M.user(id, synced) return (get("u:", id, synced)) end
+function _M.user(id, synced) return get("u:", id, synced) end
 
 --- Gateway settings pushed by the router (cookie names, secure flag).
 function _M.settings(synced)

@@ -71,10 +71,7 @@ function _M.run(order, ident, read_timeout_ms)
     up:settimeouts(5000, 60000, read_timeout_ms)
     local ok
     ok, err = up:connect(peer[1], peer[2])
-    if ok then
-      ngx.ctx.appgw_peer = peer
-      break
-    end
+    if ok then break end
     up = nil
   end
   if not up then
