@@ -4,7 +4,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { errorMessage } from '../errors';
 import type { Logger } from '../log';
 import type { ProviderState, Rejection, Snapshot } from '../model/types';
-import type { Provider, ProviderStatus } from './provider';
+import { providerStatus, type Provider, type ProviderStatus } from './provider';
 import { ROUTES_FILE_LIMITS, formatRoutesFileError, parseRoutesFile } from './routes-file';
 
 /** Tuning of the file provider; the defaults suit production, tests shorten them. */
@@ -98,14 +98,8 @@ export class FileProvider implements Provider {
 
   /** Pure view of the provider's health. */
   status(): ProviderStatus {
-    return {
-      name: this.name,
-      state: this.error !== null ? 'degraded' : this.good ? 'ok' : 'pending',
-      degradedSince: this.degradedSince,
-      lastError: this.error,
-      lastSuccess: this.lastSuccess,
-      rejections: [...this.rejections],
-    };
+    const { error, degradedSince, lastSuccess, rejections } = this;
+    return providerStatus(this.name, { error, ready: this.good !== null, degradedSince, lastSuccess, rejections });
   }
 
   /**

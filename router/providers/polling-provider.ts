@@ -1,7 +1,7 @@
 import { errorMessage } from '../errors';
 import type { Logger } from '../log';
 import type { ProviderState, Rejection, Snapshot } from '../model/types';
-import type { Provider, ProviderStatus } from './provider';
+import { providerStatus, type Provider, type ProviderStatus } from './provider';
 
 /** How often a polling provider asks its source, and how it backs off. */
 export interface PollTiming {
@@ -100,14 +100,8 @@ export abstract class PollingProvider implements Provider {
 
   /** Pure view of the provider's health. */
   status(): ProviderStatus {
-    return {
-      name: this.name,
-      state: this.error !== null ? 'degraded' : this.good ? 'ok' : 'pending',
-      degradedSince: this.degradedSince,
-      lastError: this.error,
-      lastSuccess: this.lastSuccess,
-      rejections: [...this.rejections],
-    };
+    const { error, degradedSince, lastSuccess, rejections } = this;
+    return providerStatus(this.name, { error, ready: this.good !== null, degradedSince, lastSuccess, rejections });
   }
 
   /** Runs jobs one at a time; a job never rejects (each catches its own errors). */

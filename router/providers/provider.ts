@@ -20,6 +20,29 @@ export interface ProviderStatus {
   rejections: Rejection[];
 }
 
+/** What a provider knows about its health, from which its ProviderStatus follows. */
+export interface ProviderHealth {
+  /** The reason of the last failure, null when the last attempt succeeded. */
+  error: string | null;
+  /** Whether the provider has a good view to keep routing from. */
+  ready: boolean;
+  degradedSince: number | null;
+  lastSuccess: number | null;
+  rejections: Rejection[];
+}
+
+/** The status a provider reports: degraded while failing, ok once it has a good view, pending before. */
+export function providerStatus(name: string, h: ProviderHealth): ProviderStatus {
+  return {
+    name,
+    state: h.error !== null ? 'degraded' : h.ready ? 'ok' : 'pending',
+    degradedSince: h.degradedSince,
+    lastError: h.error,
+    lastSuccess: h.lastSuccess,
+    rejections: [...h.rejections],
+  };
+}
+
 /**
  * A source of desired routes. A provider calls `emit` with a complete snapshot every time its
  * view changes (and may call it with the same view again); it never throws out of its loop and

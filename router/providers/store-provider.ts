@@ -4,7 +4,7 @@ import { checkBackend, checkBool, checkGroup, checkList, checkPath, checkRouteNa
 import type { ProviderState, Rejection, Snapshot, StaticRoute } from '../model/types';
 import { emptySnapshot } from '../model/types';
 import { checkStoredHealthCheck, type Store, type StoredRoute } from '../store/store';
-import type { Provider, ProviderStatus } from './provider';
+import { providerStatus, type Provider, type ProviderStatus } from './provider';
 
 /** The provider name of routes an admin made through the API or `appgw route`. */
 export const STORE_PROVIDER = 'store';
@@ -112,14 +112,8 @@ export class StoreProvider implements Provider {
 
   /** Pure view of the provider's health. */
   status(): ProviderStatus {
-    return {
-      name: this.name,
-      state: this.error !== null ? 'degraded' : this.lastSuccess !== null ? 'ok' : 'pending',
-      degradedSince: this.degradedSince,
-      lastError: this.error,
-      lastSuccess: this.lastSuccess,
-      rejections: [...this.rejections],
-    };
+    const { error, degradedSince, lastSuccess, rejections } = this;
+    return providerStatus(this.name, { error, ready: lastSuccess !== null, degradedSince, lastSuccess, rejections });
   }
 
   private poll(): void {
