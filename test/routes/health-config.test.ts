@@ -2,17 +2,17 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { Command, CommanderError } from 'commander';
 import { stringify } from 'yaml';
 import { buildRouteViews, createAdminApi } from '../../router/api/admin-api';
 import { registerRouteCommands } from '../../router/commands/route';
-import { UserError } from '../../router/errors';
 import type { StaticRoute } from '../../router/model/types';
 import { parseRoutesFile } from '../../router/providers/routes-file';
 import { buildStoreSnapshot } from '../../router/providers/store-provider';
 import type { RouterStatus } from '../../router/router';
 import { openDb } from '../../router/store/sqlite';
 import { CLI_ACTOR, MIGRATIONS, openStore, type StoredRoute } from '../../router/store/store';
+import { runCli } from '../support/cli';
+import { thrown } from '../support/errors';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -24,16 +24,6 @@ afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true }
 
 const PATH_RULE = 'must start with / and use only [A-Za-z0-9._~/-], optionally followed by ?query of [A-Za-z0-9._~=&-], at most 200 characters, no . or .. segments';
 const INTERVAL_RULE = 'must be a duration from 1s to 1h such as 10s, 1500ms or 1m';
-
-function thrown(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof UserError) return e;
-    throw e;
-  }
-  throw new Error('expected a UserError');
-}
 
 describe('routes file: health_check', () => {
   const one = (hc: unknown, file = 'routes.yaml') => {
@@ -153,20 +143,7 @@ describe('store: health check columns', () => {
 describe('appgw route: --health-path, --health-interval, --no-health-check', () => {
   function setup() {
     const dataDir = path.join(tempDir(), 'data');
-    const appgw = async (...argv: string[]) => {
-      const out: string[] = [];
-      const err: string[] = [];
-      const program = new Command('appgw').exitOverride().configureOutput({ writeOut: (s) => out.push(s), writeErr: (s) => err.push(s), outputError: (s, w) => w(s) });
-      registerRouteCommands(program, () => openStore({ dataDir }), () => null);
-      let code = 0;
-      try {
-        await program.parseAsync(argv, { from: 'user' });
-      } catch (e) {
-        if (!(e instanceof CommanderError)) throw e;
-        code = e.exitCode;
-      }
-      return { code, out: out.join(''), err: err.join('') };
-    };
+    const appgw = (...argv: string[]) => runCli((program) => registerRouteCommands(program, () => openStore({ dataDir }), () => null), argv);
     const health = (name: string) => {
       const s = openStore({ dataDir });
       try {

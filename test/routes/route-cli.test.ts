@@ -1,18 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Command, CommanderError } from 'commander';
 import { registerRouteCommands } from '../../router/commands/route';
 import { openStore } from '../../router/store/store';
+import { type CliRun as Run, runCli } from '../support/cli';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
 
 function setup(routesYaml?: string) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'appgw-route-cli-'));
@@ -20,21 +14,7 @@ function setup(routesYaml?: string) {
   const dataDir = path.join(dir, 'data');
   const routesFile = routesYaml === undefined ? null : path.join(dir, 'routes.yaml');
   if (routesFile) fs.writeFileSync(routesFile, routesYaml!);
-  /** A fresh program per call (commander keeps option values between parses). */
-  const appgw = async (...argv: string[]): Promise<Run> => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const program = new Command('appgw').exitOverride().configureOutput({ writeOut: (s) => out.push(s), writeErr: (s) => err.push(s), outputError: (s, w) => w(s) });
-    registerRouteCommands(program, () => openStore({ dataDir }), () => routesFile);
-    let code = 0;
-    try {
-      await program.parseAsync(argv, { from: 'user' });
-    } catch (e) {
-      if (!(e instanceof CommanderError)) throw e;
-      code = e.exitCode;
-    }
-    return { code, out: out.join(''), err: err.join('') };
-  };
+  const appgw = (...argv: string[]) => runCli((program) => registerRouteCommands(program, () => openStore({ dataDir }), () => routesFile), argv);
   const store = () => openStore({ dataDir });
   return { dir, dataDir, routesFile, appgw, store };
 }

@@ -1,38 +1,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Command, CommanderError } from 'commander';
 import { registerIdentityCommands } from '../../router/commands/identity';
 import { openStore } from '../../router/store/store';
 import { parseToken, verifyToken } from '../../router/store/tokens';
+import { type CliRun as Run, runCli } from '../support/cli';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-/** A fresh `appgw` program per call (commander keeps option values between parses), on a temp DATA_DIR. */
+/** `appgw` with the identity commands, on a temp DATA_DIR. */
 function cli(dataDir: string, tokenMaxDays = 90) {
-  return async (...argv: string[]): Promise<Run> => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const program = new Command('appgw')
-      .exitOverride()
-      .configureOutput({ writeOut: (s) => out.push(s), writeErr: (s) => err.push(s), outputError: (s, w) => w(s) });
-    registerIdentityCommands(program, () => openStore({ dataDir, tokenMaxDays }));
-    let code = 0;
-    try {
-      await program.parseAsync(argv, { from: 'user' });
-    } catch (e) {
-      if (!(e instanceof CommanderError)) throw e;
-      code = e.exitCode;
-    }
-    return { code, out: out.join(''), err: err.join('') };
-  };
+  return (...argv: string[]) => runCli((program) => registerIdentityCommands(program, () => openStore({ dataDir, tokenMaxDays })), argv);
 }
 
 function setup() {

@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { UserError } from '../../router/errors';
 import { type Migration, DB_FILE_NAME, openDb } from '../../router/store/sqlite';
 import { MIGRATIONS, openStore } from '../../router/store/store';
+import { thrown } from '../support/errors';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -13,16 +13,6 @@ const tempDir = () => {
   return d;
 };
 afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
-
-function thrown(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof UserError) return e;
-    throw e;
-  }
-  throw new Error('expected a UserError');
-}
 
 const m1: Migration = { version: 1, name: 'one', sql: 'CREATE TABLE a (x INTEGER)' };
 const m2: Migration = { version: 2, name: 'two', sql: 'CREATE TABLE b (y INTEGER); INSERT INTO a (x) VALUES (1)' };

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../../router/errors';
 import { type Actor, CLI_ACTOR, type Store, openStore } from '../../router/store/store';
+import { thrown } from '../support/errors';
 
 const T0 = Date.UTC(2030, 0, 1);
 const dirs: string[] = [];
@@ -13,16 +14,6 @@ function fixture(): { store: Store; dir: string; clock: { now: number } } {
   dirs.push(dir);
   const clock = { now: T0 };
   return { store: openStore({ dataDir: dir, clock: () => clock.now }), dir, clock };
-}
-
-function thrown(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof UserError) return e;
-    throw e;
-  }
-  throw new Error('expected a UserError');
 }
 
 const API: Actor = { name: 'root', principal: 'root', client: '10.1.2.3' };

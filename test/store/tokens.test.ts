@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { UserError } from '../../router/errors';
 import { CLI_ACTOR, type Store, openStore } from '../../router/store/store';
 import {
   FAR_FUTURE_MS,
@@ -17,6 +16,7 @@ import {
   rotateToken,
   verifyToken,
 } from '../../router/store/tokens';
+import { thrown } from '../support/errors';
 
 const T0 = Date.UTC(2030, 0, 1);
 const HOUR = 3_600_000;
@@ -44,16 +44,6 @@ function parts(token: string): { id: string; secret: string } {
   return p.value;
 }
 const secretOf = (token: string) => parts(token).secret;
-
-function thrown(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof UserError) return e;
-    throw e;
-  }
-  throw new Error('expected a UserError');
-}
 
 describe('parseToken', () => {
   const good = generateToken().token;
