@@ -10,7 +10,8 @@ import type { EphemeralRoute, Snapshot, StaticRoute } from '../router/model/type
 import { MemoryTokens, startTestGateway, type TestGateway } from '../test/support/gateway-harness';
 import { ManualProvider } from '../test/support/manual-provider';
 import { freePort } from '../test/support/net';
-import { childPids, cpuSeconds, fetchBody, fetchStatus, median, NginxProc, perfAvailable, perfRecord, perfReport, runWrk, sleep, Tracker, waitForNewWorkers, type WrkResult } from './lib';
+import { childPids, cpuSeconds, fetchBody, fetchStatus, median, NginxProc, perfAvailable, perfRecord, perfReport, runWrk, sleep, Tracker, waitForNewWorkers, runBenchmark, benchNginxConf, plainHttpSettings, type WrkResult
+} from './lib';
 
 /**
  * The benchmarks of issues 3 and 5 (run by `bash bench/run.sh auth|static`, never by jest):
@@ -93,23 +94,13 @@ function backendConf(dir: string, ports: number[]): string {
     }`,
     )
     .join('\n');
-  return `worker_processes 1;
-user root;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path ${dir}/body;
-    proxy_temp_path ${dir}/proxy;
-    fastcgi_temp_path ${dir}/fastcgi;
-    uwsgi_temp_path ${dir}/uwsgi;
-    scgi_temp_path ${dir}/scgi;
+  return benchNginxConf(
+    dir,
+    `    access_log off;
     keepalive_timeout 75s;
     keepalive_requests 1000000;
-${servers}
-}
-`;
+${servers}`,
+  );
 }
 
 /** Plain nginx as in issue 2 (bench/core-bench.ts): one server to b1, one round-robin over the four. */
@@ -128,32 +119,14 @@ ${ports.map((p) => `        server 127.0.0.1:${p};`).join('\n')}
             proxy_set_header Connection "";
         }
     }`;
-  return `worker_processes 1;
-user root;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
-http {
-    server_tokens off;
-    sendfile on;
-    tcp_nodelay on;
-    keepalive_timeout 75s;
-    keepalive_requests 10000;
-    log_format plain_json escape=json '{"time":"$time_iso8601","client":"$remote_addr",'
-        '"method":"$request_method","host":"$host","path":"$uri","status":$status,'
-        '"bytes":$body_bytes_sent,"duration":$request_time,"upstream":"$upstream_addr"}';
-    access_log ${dir}/access.log plain_json buffer=64k flush=1s;
-    client_body_temp_path ${dir}/body;
-    proxy_temp_path ${dir}/proxy;
-    fastcgi_temp_path ${dir}/fastcgi;
-    uwsgi_temp_path ${dir}/uwsgi;
-    scgi_temp_path ${dir}/scgi;
+  return benchNginxConf(
+    dir,
+    `${plainHttpSettings(dir, true)}
 ${upstream('one', [backends[0]!])}
 ${upstream('four', backends)}
 ${server(portOne, 'one')}
-${server(portFour, 'four')}
-}
-`;
+${server(portFour, 'four')}`,
+  );
 }
 
 async function startNginx(name: string, conf: (dir: string) => string, ready: () => Promise<boolean>): Promise<{ proc: NginxProc; dir: string }> {
@@ -953,23 +926,4 @@ function report(r: Result): void {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-let stopping = false;
-async function stopAndExit(code: number, why?: string): Promise<never> {
-  if (!stopping) {
-    stopping = true;
-    if (why) log(why);
-    await cleanup().catch((e) => log(`cleanup: ${(e as Error).message}`));
-  }
-  process.exit(code);
-}
-
-process.on('unhandledRejection', (e) => void stopAndExit(1, `FAILED (unhandled rejection): ${(e as Error)?.stack ?? e}`));
-process.on('uncaughtException', (e) => void stopAndExit(1, `FAILED (uncaught exception): ${e.stack ?? e}`));
-for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void stopAndExit(130, `${sig}: stopping what the benchmark started`));
-const deadline = setTimeout(() => void stopAndExit(2, `the benchmark ran longer than ${DEADLINE_MS / 1000} s: stopping`), DEADLINE_MS);
-deadline.unref();
-
-main().then(
-  () => stopAndExit(0),
-  (e) => stopAndExit(1, `FAILED: ${(e as Error).stack ?? e}`),
-);
+runBenchmark(main, cleanup, DEADLINE_MS, log);

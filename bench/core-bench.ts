@@ -18,11 +18,17 @@ import {
   median,
   NginxProc,
   percentile,
+  perfAvailable,
+  perfRecord,
+  perfReport,
   runWrk,
   sleep,
   Tracker,
   waitForNewWorkers,
   type WrkResult,
+  runBenchmark,
+  benchNginxConf,
+  plainHttpSettings,
 } from './lib';
 
 /**
@@ -85,33 +91,18 @@ function snap(p: Partial<Snapshot>): Snapshot {
 // the backend and the plain nginx
 
 function backendConf(dir: string, port: number): string {
-  return `worker_processes 1;
-user root;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path ${dir}/body;
-    proxy_temp_path ${dir}/proxy;
-    fastcgi_temp_path ${dir}/fastcgi;
-    uwsgi_temp_path ${dir}/uwsgi;
-    scgi_temp_path ${dir}/scgi;
+  return benchNginxConf(
+    dir,
+    `    access_log off;
     keepalive_timeout 75s;
     keepalive_requests 1000000;
     server {
         listen 127.0.0.1:${port} backlog=4096;
         location = /_stub_status { stub_status; }
         location / { default_type text/plain; return 200 "${BACKEND_BODY.trim()}\\n"; }
-    }
+    }`,
+  );
 }
-`;
-}
-
-/** The access log format of the plain nginx: the gateway's JSON line, minus its Lua variables. */
-const PLAIN_LOG_FORMAT = `log_format plain_json escape=json '{"time":"$time_iso8601","client":"$remote_addr",'
-        '"method":"$request_method","host":"$host","path":"$uri","status":$status,'
-        '"bytes":$body_bytes_sent,"duration":$request_time,"upstream":"$upstream_addr"}';`;
 
 /** The proxy settings the gateway renders (templates/server-common.conf.hbs), for the ablation. */
 const GATEWAY_PROXY_SETTINGS = `
@@ -130,24 +121,9 @@ const GATEWAY_PROXY_SETTINGS = `
             proxy_request_buffering off;`;
 
 function plainConf(dir: string, port: number, backendPort: number, opts: { accessLog: boolean; gatewayProxySettings: boolean }): string {
-  return `worker_processes 1;
-user root;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
-http {
-    server_tokens off;
-    sendfile on;
-    tcp_nodelay on;
-    keepalive_timeout 75s;
-    keepalive_requests 10000;
-    ${PLAIN_LOG_FORMAT}
-    ${opts.accessLog ? `access_log ${dir}/access.log plain_json buffer=64k flush=1s;` : 'access_log off;'}
-    client_body_temp_path ${dir}/body;
-    proxy_temp_path ${dir}/proxy;
-    fastcgi_temp_path ${dir}/fastcgi;
-    uwsgi_temp_path ${dir}/uwsgi;
-    scgi_temp_path ${dir}/scgi;
+  return benchNginxConf(
+    dir,
+    `${plainHttpSettings(dir, opts.accessLog)}
     map $http_upgrade $plain_connection { default upgrade; '' ''; }
     upstream backend {
         server 127.0.0.1:${backendPort};
@@ -162,9 +138,8 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Connection "";${opts.gatewayProxySettings ? GATEWAY_PROXY_SETTINGS : ''}
         }
-    }
-}
-`;
+    }`,
+  );
 }
 
 async function startNginx(name: string, conf: (dir: string, port: number) => string, ready: (port: number) => Promise<boolean>): Promise<{ proc: NginxProc; port: number; dir: string }> {
@@ -597,32 +572,6 @@ async function reloadBench(backendPort: number, fs: string, baseDir: string) {
 // ---------------------------------------------------------------------------------------------
 // 4. profile: ablations and perf
 
-function perfAvailable(): Promise<boolean> {
-  return new Promise((r) => execFile('perf', ['--version'], (err) => r(!err)));
-}
-
-function perfRecord(pid: number, seconds: number, out: string): Promise<void> {
-  const args = ['record', '-F', '999', '-g', '-p', String(pid), '-o', out, '--', 'sleep', String(seconds)];
-  const [cmd, argv] = LOAD_CPU === null ? ['perf', args] : ['taskset', ['-c', LOAD_CPU, 'perf', ...args]];
-  return new Promise((resolve, reject) => {
-    const c = execFile(cmd, argv as string[], { timeout: (seconds + 30) * 1000 }, (err, _o, e) => {
-      if (c.pid) track.remove(c.pid);
-      if (err) reject(new Error(`perf record: ${e || err.message}`));
-      else resolve();
-    });
-    if (c.pid) track.add(c.pid, 'perf');
-  });
-}
-
-function perfReport(file: string, sort: string, lines: number): Promise<string[]> {
-  return new Promise((resolve) =>
-    execFile('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', sort, '-g', 'none', '--percent-limit', '0.5'], { maxBuffer: 64 << 20, timeout: 60_000 }, (err, out) => {
-      if (err) return resolve([`perf report failed: ${err.message}`]);
-      resolve(out.split('\n').filter((l) => /^\s+[\d.]+%/.test(l)).slice(0, lines).map((l) => l.trim().replace(/\s+/g, ' ')));
-    }),
-  );
-}
-
 /** Swaps text in a file of the benchmark gateway's temp dir; throws when `from` is not there. */
 function patch(file: string, from: string | RegExp, to: string): void {
   const s = readFileSync(file, 'utf8');
@@ -738,68 +687,47 @@ async function profile(g: TestGateway, plain: { proc: NginxProc; port: number; d
     writeFileSync(join(plain.dir, 'nginx.conf'), plainConf(plain.dir, plain.port, backend.port, opts));
     await plain.proc.reload(plainReady);
   };
+  // the gateway's variants, each its list of edits of the temp copy; from "gw, no access log" down
+  // they are cumulative
+  type Edit = [file: string, from: string | RegExp, to: string];
+  const noLog: Edit = [files.main, /access_log \S+ appgw_json[^;]*;/, 'access_log off;'];
+  // the body filter that ends a token's streams when it is revoked runs on every response
+  const noBodyFilter: Edit = [files.common, /body_filter_by_lua_block \{[^\n]*\}\n/, ''];
+  // access phase reduced to: hand the balancer its one backend (no route lookup, no auth)
+  const luaFloor: Edit = [files.access, /\nreturn _M\s*$/, `\nlocal _floor = { { "127.0.0.1", ${backend.port} } }\nfunction _M.run()\n  if ngx.var.appgw_kind == "" then return end\n  ngx.ctx.appgw_backends = _floor\n  ngx.ctx.appgw_first = 1\n  ngx.req.set_uri("/", false)\nend\nreturn _M\n`];
+  const gatewayVariants: Array<{ name: string; edits: Edit[] }> = [
+    { name: 'gateway (as above)', edits: [] },
+    // LuaJIT's compiler off: if this costs about the same, the hot path already runs in the
+    // interpreter (trace aborts on NYI functions)
+    { name: 'gateway, JIT off', edits: [[files.main, /init_by_lua_block \{/, 'init_by_lua_block { jit.off()']] },
+    { name: 'gw, no access log', edits: [noLog] },
+    { name: 'gw, no log, no body filter', edits: [noLog, noBodyFilter] },
+    { name: 'gw, Lua floor (no auth)', edits: [noLog, noBodyFilter, luaFloor] },
+    // every Lua hook removed and the upstream pointed at the backend: checks that the rest of the
+    // gateway's config costs what plain + its settings does
+    {
+      name: 'gw config without any Lua',
+      edits: [
+        noLog,
+        noBodyFilter,
+        [files.main, /server 0\.0\.0\.1:1;\s*balancer_by_lua_block \{[^\n]*\}/, `server 127.0.0.1:${backend.port};`],
+        [files.common, /access_by_lua_block \{[^\n]*\}\n/, ''],
+      ],
+    },
+  ];
   const variants: Array<{ name: string; target: Target; apply: () => Promise<void> }> = [
     { name: 'plain (as above)', target: plainTarget, apply: () => plainVariant({ accessLog: true, gatewayProxySettings: false }) },
     { name: 'plain, no access log', target: plainTarget, apply: () => plainVariant({ accessLog: false, gatewayProxySettings: false }) },
     { name: 'plain, no log, gw proxy settings', target: plainTarget, apply: () => plainVariant({ accessLog: false, gatewayProxySettings: true }) },
-    { name: 'gateway (as above)', target: gwTarget, apply: async () => { restore(); await reloadGw(); } },
-    {
-      // the whole gateway with LuaJIT's compiler off: if this costs about the same, the hot path
-      // already runs in the interpreter (trace aborts on NYI functions)
-      name: 'gateway, JIT off',
+    ...gatewayVariants.map(({ name, edits }) => ({
+      name,
       target: gwTarget,
       apply: async () => {
         restore();
-        patch(files.main, /init_by_lua_block \{/, 'init_by_lua_block { jit.off()');
+        for (const [file, from, to] of edits) patch(file, from, to);
         await reloadGw();
       },
-    },
-    {
-      name: 'gw, no access log',
-      target: gwTarget,
-      apply: async () => {
-        restore();
-        patch(files.main, /access_log \S+ appgw_json[^;]*;/, 'access_log off;');
-        await reloadGw();
-      },
-    },
-    {
-      // the body filter that ends a token's streams when it is revoked runs on every response
-      name: 'gw, no log, no body filter',
-      target: gwTarget,
-      apply: async () => {
-        restore();
-        patch(files.main, /access_log \S+ appgw_json[^;]*;/, 'access_log off;');
-        patch(files.common, /body_filter_by_lua_block \{[^\n]*\}\n/, '');
-        await reloadGw();
-      },
-    },
-    {
-      name: 'gw, Lua floor (no auth)',
-      target: gwTarget,
-      apply: async () => {
-        restore();
-        patch(files.main, /access_log \S+ appgw_json[^;]*;/, 'access_log off;');
-        patch(files.common, /body_filter_by_lua_block \{[^\n]*\}\n/, '');
-        // access phase reduced to: hand the balancer its one backend (no route lookup, no auth)
-        patch(files.access, /\nreturn _M\s*$/, `\nlocal _floor = { { "127.0.0.1", ${backend.port} } }\nfunction _M.run()\n  if ngx.var.appgw_kind == "" then return end\n  ngx.ctx.appgw_backends = _floor\n  ngx.ctx.appgw_first = 1\n  ngx.req.set_uri("/", false)\nend\nreturn _M\n`);
-        await reloadGw();
-      },
-    },
-    {
-      // the gateway's rendered nginx config with every Lua hook removed and the upstream pointed at
-      // the backend: checks that the rest of the gateway's config costs what plain + its settings does
-      name: 'gw config without any Lua',
-      target: gwTarget,
-      apply: async () => {
-        restore();
-        patch(files.main, /access_log \S+ appgw_json[^;]*;/, 'access_log off;');
-        patch(files.main, /server 0\.0\.0\.1:1;\s*balancer_by_lua_block \{[^\n]*\}/, `server 127.0.0.1:${backend.port};`);
-        patch(files.common, /body_filter_by_lua_block \{[^\n]*\}\n/, '');
-        patch(files.common, /access_by_lua_block \{[^\n]*\}\n/, '');
-        await reloadGw();
-      },
-    },
+    })),
   ];
   const rounds = Number(env.BENCH_PROFILE_ROUNDS ?? 3);
   log(`profile: ${variants.length} variants × ${rounds} rounds × ${PROFILE_SECONDS} s (edits only the benchmark gateway's temp copy)`);
@@ -845,7 +773,7 @@ async function profile(g: TestGateway, plain: { proc: NginxProc; port: number; d
     const load = runWrk({ url: gwTarget.url, seconds: 6, connections: CONNS, threads: 1, headers, cpu: LOAD_CPU }, track);
     await sleep(1000);
     try {
-      await perfRecord(worker, 4, file);
+      await perfRecord(worker, 4, file, LOAD_CPU, track);
       out.perfDso = await perfReport(file, 'dso', 12);
       out.perfSym = await perfReport(file, 'dso,sym', 25);
     } catch (e) {
@@ -1023,23 +951,4 @@ function report(r: Result): void {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-let stopping = false;
-async function stopAndExit(code: number, why?: string): Promise<never> {
-  if (!stopping) {
-    stopping = true;
-    if (why) log(why);
-    await cleanup().catch((e) => log(`cleanup: ${(e as Error).message}`));
-  }
-  process.exit(code);
-}
-
-process.on('unhandledRejection', (e) => void stopAndExit(1, `FAILED (unhandled rejection): ${(e as Error)?.stack ?? e}`));
-process.on('uncaughtException', (e) => void stopAndExit(1, `FAILED (uncaught exception): ${e.stack ?? e}`));
-for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void stopAndExit(130, `${sig}: stopping what the benchmark started`));
-const deadline = setTimeout(() => void stopAndExit(2, `the benchmark ran longer than ${DEADLINE_MS / 1000} s: stopping`), DEADLINE_MS);
-deadline.unref();
-
-main().then(
-  () => stopAndExit(0),
-  (e) => stopAndExit(1, `FAILED: ${(e as Error).stack ?? e}`),
-);
+runBenchmark(main, cleanup, DEADLINE_MS, log);

@@ -287,3 +287,62 @@ export function perfReport(file: string, sort: string, lines: number): Promise<s
     }),
   );
 }
+
+/**
+ * Runs a benchmark's `main` and exits: 0 when it finished, 1 when it failed, 130 on SIGINT or
+ * SIGTERM, 2 past `deadlineMs`. Every way out runs `cleanup` (stops by pid what the benchmark
+ * started, removes its temp dirs) once.
+ */
+export function runBenchmark(main: () => Promise<void>, cleanup: () => Promise<void>, deadlineMs: number, log: (msg: string) => void): void {
+  let stopping = false;
+  const stopAndExit = async (code: number, why?: string): Promise<never> => {
+    if (!stopping) {
+      stopping = true;
+      if (why) log(why);
+      await cleanup().catch((e) => log(`cleanup: ${(e as Error).message}`));
+    }
+    process.exit(code);
+  };
+  process.on('unhandledRejection', (e) => void stopAndExit(1, `FAILED (unhandled rejection): ${(e as Error)?.stack ?? e}`));
+  process.on('uncaughtException', (e) => void stopAndExit(1, `FAILED (uncaught exception): ${e.stack ?? e}`));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void stopAndExit(130, `${sig}: stopping what the benchmark started`));
+  setTimeout(() => void stopAndExit(2, `the benchmark ran longer than ${deadlineMs / 1000} s: stopping`), deadlineMs).unref();
+  main().then(
+    () => stopAndExit(0),
+    (e) => stopAndExit(1, `FAILED: ${(e as Error).stack ?? e}`),
+  );
+}
+
+/**
+ * An nginx.conf for a benchmark's own nginx (the backend, plain nginx): one worker, its pid, logs
+ * and temp dirs in `dir`, and `http` as the body of the http block.
+ */
+export function benchNginxConf(dir: string, http: string): string {
+  return `worker_processes 1;
+user root;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 8192; }
+http {
+    client_body_temp_path ${dir}/body;
+    proxy_temp_path ${dir}/proxy;
+    fastcgi_temp_path ${dir}/fastcgi;
+    uwsgi_temp_path ${dir}/uwsgi;
+    scgi_temp_path ${dir}/scgi;
+${http}
+}
+`;
+}
+
+/** The http settings and JSON access log of plain nginx: the gateway's own, minus its Lua variables. */
+export function plainHttpSettings(dir: string, accessLog: boolean): string {
+  return `    server_tokens off;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    keepalive_requests 10000;
+    log_format plain_json escape=json '{"time":"$time_iso8601","client":"$remote_addr",'
+        '"method":"$request_method","host":"$host","path":"$uri","status":$status,'
+        '"bytes":$body_bytes_sent,"duration":$request_time,"upstream":"$upstream_addr"}';
+    ${accessLog ? `access_log ${dir}/access.log plain_json buffer=64k flush=1s;` : 'access_log off;'}`;
+}
