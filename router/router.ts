@@ -94,8 +94,8 @@ export class Router {
   private readonly views: ProviderViews = new Map();
   private readonly epoch = randomBytes(8).toString('hex');
   private version = 0;
+  /** What the proxy holds after the last push, or null when unknown (none yet, failed, proxy restarted). */
   private lastPushed: Encoded | null = null;
-  private pushedOk = false;
   private live: Bundle | null = null;
   private lastFailedBundle: Bundle | null = null;
   private desired: DesiredState = { ephemeral: [], static: [], tcp: [], rejections: [] };
@@ -331,28 +331,22 @@ export class Router {
       (route, b) => this.health.healthy(route, b),
     );
     const enc = encodeData(data, this.pushedJson);
-    const last = this.pushedOk && !force ? this.lastPushed : null;
+    const last = force ? null : this.lastPushed;
     const diff = last ? diffData(last, enc) : null;
     if (last && !diff) return;
     const base = this.version;
     this.version += 1;
     try {
-      if (last && diff) {
-        const res = await pushDelta(this.d.pushSocket, deltaBody(this.epoch, this.version, base, diff));
-        if (res === 'refused') {
-          this.d.log.info('the proxy does not hold the base of a delta; pushing everything', { component: 'router', base });
-          await pushData(this.d.pushSocket, fullBody(this.epoch, this.version, data));
-          this.stats.fullPushes += 1;
-        }
-      } else {
+      const delta = diff ? await pushDelta(this.d.pushSocket, deltaBody(this.epoch, this.version, base, diff)) : null;
+      if (delta === 'refused') this.d.log.info('the proxy does not hold the base of a delta; pushing everything', { component: 'router', base });
+      if (delta !== 'applied') {
         await pushData(this.d.pushSocket, fullBody(this.epoch, this.version, data));
         this.stats.fullPushes += 1;
       }
       this.lastPushed = enc;
-      this.pushedOk = true;
       this.stats.pushes += 1;
     } catch (e) {
-      this.pushedOk = false;
+      this.lastPushed = null;
       this.d.log.warn('push to the proxy failed; will retry', { component: 'router', error: (e as Error).message });
     }
   }
@@ -362,7 +356,7 @@ export class Router {
     if (this.stopped) return;
     try {
       const s = await proxyDataState(this.d.pushSocket);
-      if (s.epoch !== this.epoch || s.version !== this.version) this.pushedOk = false;
+      if (s.epoch !== this.epoch || s.version !== this.version) this.lastPushed = null;
     } catch (e) {
       // no answer is not a different version: a busy proxy keeps its data; ask again next tick
       this.d.log.debug('proxy state probe failed', { component: 'router', error: (e as Error).message });
