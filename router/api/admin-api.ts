@@ -3,7 +3,7 @@ import net from 'node:net';
 import { readFile, stat } from 'node:fs/promises';
 import { isUserError } from '../errors';
 import type { Backend, HealthCheck, Rejection, StaticRoute } from '../model/types';
-import { checkBool, checkHealthCheck, formatInterval, show } from '../model/validate';
+import { checkBool, checkHealthCheck, formatBackend, formatInterval, show } from '../model/validate';
 import { parseRoutesFile } from '../providers/routes-file';
 import { STORE_PROVIDER } from '../providers/store-provider';
 import type { RouterStatus } from '../router';
@@ -73,11 +73,6 @@ export function httpStatusOf(code: string): number {
 }
 
 // ---- views (pure) -------------------------------------------------------------------------------
-
-/** Pure. A backend as `host:port` (`[v6]:port`). */
-export function backendText(b: Backend): string {
-  return b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`;
-}
 
 /** Pure. A token as the API shows it: never the secret, never its hash. */
 export function viewTokenApi(t: TokenView) {
@@ -209,7 +204,7 @@ export function buildRouteViews(input: RouteViewInput): RouteView[] {
   const rejections = input.status?.rejections ?? [];
   const out: RouteView[] = [];
   for (const s of input.stored) {
-    const backends = s.backends.map(backendText);
+    const backends = s.backends.map(formatBackend);
     const live = statics.get(s.name);
     const mine = live?.provider === STORE_PROVIDER ? live : undefined;
     let status: RouteStatusText;
@@ -276,7 +271,7 @@ export function buildRouteViews(input: RouteViewInput): RouteView[] {
       enabled,
       description: '',
       strip_prefix: def?.stripPrefix ?? true,
-      backends: def ? def.backends.map(backendText) : (mine?.backends ?? []),
+      backends: def ? def.backends.map(formatBackend) : (mine?.backends ?? []),
       live_backends: mine?.backends ?? [],
       health_check: def ? viewHealthCheck(def.healthCheck) : mine?.health ? { path: mine.health.path, interval: formatInterval(mine.health.interval_ms) } : null,
       backend_health: backendHealth(mine),

@@ -4,8 +4,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type RouteView, buildRouteViews, tcpProbe } from '../api/admin-api';
 import { UserError } from '../errors';
-import type { Backend, HealthCheck, StaticRoute } from '../model/types';
-import { HEALTH_CHECK, checkBackend, checkHealthInterval, checkHealthPath, formatInterval, show } from '../model/validate';
+import type { HealthCheck, StaticRoute } from '../model/types';
+import { HEALTH_CHECK, checkBackend, checkHealthInterval, checkHealthPath, formatBackend, formatInterval, show } from '../model/validate';
 import { parseRoutesFile } from '../providers/routes-file';
 import type { RouterStatus } from '../router';
 import { CLI_ACTOR, must, type RouteInput, type Store, type StoredRoute } from '../store/store';
@@ -17,12 +17,11 @@ import { CLI_ACTOR, must, type RouteInput, type Store, type StoredRoute } from '
  * UserError prints one line and exits with its code (2).
  */
 
-const backendText = (b: Backend) => (b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`);
 
 /** Pure. One line describing a stored route. */
 export function describeRoute(r: StoredRoute): string {
   const where = r.path !== null ? `path ${r.path}` : `subdomain ${r.subdomain}`;
-  const backends = r.backends.length ? r.backends.map(backendText).join(',') : 'none (answers 503 until one is added)';
+  const backends = r.backends.length ? r.backends.map(formatBackend).join(',') : 'none (answers 503 until one is added)';
   const groups = r.allowedGroups.length ? r.allowedGroups.join(',') : 'none (any signed-in user)';
   const health = r.healthCheck ? `; health check GET ${r.healthCheck.path} every ${formatInterval(r.healthCheck.intervalMs)}` : '';
   return `${where}; backends ${backends}; groups ${groups}; ${r.enabled ? 'enabled' : 'disabled'}; ${r.stripPrefix ? 'strips its prefix' : 'keeps its prefix'}${health}`;

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { Logger } from '../log';
 import type { Backend, StaticRoute } from '../model/types';
-import { HEALTH_CHECK, printable } from '../model/validate';
+import { HEALTH_CHECK, formatBackend, printable } from '../model/validate';
 
 /**
  * Active health checks of static routes' backends. For every backend of an enabled static route
@@ -56,8 +56,6 @@ export interface BackendHealth {
   checkedAt: number | null;
 }
 
-const text = (b: Backend) => (b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`);
-
 const ERRNO: Record<string, string> = {
   ECONNREFUSED: 'connection refused',
   ECONNRESET: 'connection reset',
@@ -92,14 +90,13 @@ export function httpProbe(t: ProbeTarget, signal?: AbortSignal): Promise<ProbeRe
     };
     const onAbort = () => finish({ ok: false, reason: 'aborted' });
     try {
-      const host = t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
       req = http.request({
         host: t.ip,
         port: t.port,
         path: t.path,
         method: 'GET',
         agent: false,
-        headers: { host, 'user-agent': 'appgw-health-check', accept: '*/*', connection: 'close' },
+        headers: { host: formatBackend(t), 'user-agent': 'appgw-health-check', accept: '*/*', connection: 'close' },
       });
       timer = setTimeout(() => finish({ ok: false, reason: `timeout after ${t.timeoutMs} ms` }), t.timeoutMs);
       timer.unref();
@@ -171,7 +168,7 @@ export class HealthChecker {
       const hc = r.healthCheck;
       if (!r.enabled || !hc) continue;
       for (const b of r.backends) {
-        const key = `${r.name}|${text(b)}`;
+        const key = `${r.name}|${formatBackend(b)}`;
         want.add(key);
         const ip = resolve(b);
         const c = this.checks.get(key);
@@ -194,7 +191,7 @@ export class HealthChecker {
 
   /** Whether the backend may be pushed for the route: true unless its health check took it out. */
   healthy(route: string, b: Backend): boolean {
-    return this.checks.get(`${route}|${text(b)}`)?.state !== 'down';
+    return this.checks.get(`${route}|${formatBackend(b)}`)?.state !== 'down';
   }
 
   /** The health of the route's checked backends, in backend order; null when it has no checks. */
@@ -202,7 +199,7 @@ export class HealthChecker {
     const out: BackendHealth[] = [];
     for (const c of this.checks.values()) {
       if (c.route !== route) continue;
-      out.push({ backend: text(c.backend), state: c.state, reason: c.reason, failures: c.failures, since: c.since, checkedAt: c.checkedAt });
+      out.push({ backend: formatBackend(c.backend), state: c.state, reason: c.reason, failures: c.failures, since: c.since, checkedAt: c.checkedAt });
     }
     return out.length ? out : null;
   }
@@ -267,7 +264,7 @@ export class HealthChecker {
         c.since = now;
       }
       if (was === 'down') {
-        this.log.info('backend passed its health check; back in the route', { route: c.route, backend: text(c.backend), status: r.status });
+        this.log.info('backend passed its health check; back in the route', { route: c.route, backend: formatBackend(c.backend), status: r.status });
         this.changed();
       }
       return;
@@ -277,7 +274,7 @@ export class HealthChecker {
     if (was !== 'down' && c.failures >= FALL) {
       c.state = 'down';
       c.since = now;
-      this.log.warn('backend failed its health check; taken out of the route', { route: c.route, backend: text(c.backend), reason: c.reason, failures: c.failures });
+      this.log.warn('backend failed its health check; taken out of the route', { route: c.route, backend: formatBackend(c.backend), reason: c.reason, failures: c.failures });
       this.changed();
     }
   }

@@ -118,6 +118,11 @@ export function checkHost(v: unknown): Checked<string> {
   return no(`address ${show(v)} must be an IP address or a DNS name`);
 }
 
+/** Pure. A backend as `host:port`, with brackets around an IPv6 literal; readable back with checkBackend. */
+export function formatBackend(b: Backend): string {
+  return b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`;
+}
+
 /** A backend as `host:port`, `[v6]:port`, or `{address|host, port}`. */
 export function checkBackend(v: unknown): Checked<Backend> {
   if (typeof v === 'string') {

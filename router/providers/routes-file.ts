@@ -15,6 +15,7 @@ import {
   checkRouteName,
   checkSubdomain,
   checkTaskId,
+  formatBackend,
   routeId,
   show,
   printable,
@@ -174,10 +175,6 @@ function list<T>(v: unknown, field: string, each: (x: unknown) => Checked<T>, ma
   return v.map((x, i) => need(each(x), `${field}[${i}]`));
 }
 
-function backendKey(b: Backend): string {
-  return b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`;
-}
-
 /** Accumulates the snapshot, the rejections and what earlier entries already claimed. */
 class Builder {
   readonly snapshot = empty();
@@ -236,7 +233,7 @@ class Builder {
     const backends = list(e.backends, 'backends', checkBackend, 256);
     const seen = new Set<string>();
     for (const b of backends) {
-      const k = backendKey(b);
+      const k = formatBackend(b);
       if (seen.has(k)) throw new Reject(`backend ${k} is listed twice`);
       seen.add(k);
     }

@@ -34,10 +34,7 @@ export function runtimeKey(base: string, endpoint: string): string {
   return endpoint === '' ? base : `${base}__${endpoint}`;
 }
 
-/** Pure. `host:port`, with brackets around an IPv6 literal; readable back with checkBackend. */
-export function formatBackend(b: Backend): string {
-  return b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`;
-}
+export { formatBackend } from '../../model/validate';
 
 /** What this router wrote into a TCP endpoint's `external_address`/`external_tcp_port`, and the upstream it replaced. */
 export interface TcpWriteBack {
