@@ -316,13 +316,13 @@ export function markUsed(store: Store, id: string, ts: number): void {
   store.touchToken(id, ts);
 }
 
-/** The token table the proxy needs, keyed by token id: live tokens only (not revoked, not expired, principal present). */
 /** Per store: the last record handed out for each token id, with what it was built from. */
 const edgeRecords = new WeakMap<Store, Map<string, { from: string; rec: EdgeToken }>>();
 
 /**
- * The active tokens as the edge reads them. An unchanged token gets the same record object as
- * the previous call (the router's push encoder then skips it); a changed one a new object.
+ * The token table the proxy needs, keyed by token id: live tokens only (not revoked, not expired,
+ * principal present). An unchanged token gets the same record object as the previous call (the
+ * router's push encoder then skips it); a changed one a new object.
  */
 export function edgeTokenTable(store: Store, now: number): Record<string, EdgeToken> {
   const users = store.edgeUserTable();
