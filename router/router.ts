@@ -310,8 +310,8 @@ export class Router {
   /** Pushes are serialised: each one is a delta against what the previous one left. */
   private pushing: Promise<void> = Promise.resolve();
 
-  private pushIfChanged(force = false): Promise<void> {
-    this.pushing = this.pushing.then(() => this.push(force));
+  private pushIfChanged(): Promise<void> {
+    this.pushing = this.pushing.then(() => this.push());
     return this.pushing;
   }
 
@@ -320,7 +320,7 @@ export class Router {
    * succeeded (router/proxy/push-delta.ts), else — first push, after a failure, a proxy that
    * reports another version (heal), or one that refuses the delta — the full snapshot.
    */
-  private async push(force: boolean): Promise<void> {
+  private async push(): Promise<void> {
     const t = this.d.tokens;
     const identity = { tokens: t.table(Date.now()), users: t.users?.() ?? {}, shares: t.shares?.() ?? {} };
     const data = buildPushData(
@@ -331,7 +331,7 @@ export class Router {
       (route, b) => this.health.healthy(route, b),
     );
     const enc = encodeData(data, this.pushedJson);
-    const last = force ? null : this.lastPushed;
+    const last = this.lastPushed;
     const diff = last ? diffData(last, enc) : null;
     if (last && !diff) return;
     const base = this.version;
