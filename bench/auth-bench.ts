@@ -10,7 +10,7 @@ import type { EphemeralRoute, Snapshot, StaticRoute } from '../router/model/type
 import { MemoryTokens, startTestGateway, type TestGateway } from '../test/support/gateway-harness';
 import { ManualProvider } from '../test/support/manual-provider';
 import { freePort } from '../test/support/net';
-import { childPids, cpuSeconds, fetchBody, fetchStatus, median, NginxProc, perfAvailable, perfRecord, perfReport, runWrk, sleep, Tracker, waitForNewWorkers, runBenchmark, benchNginxConf, plainHttpSettings, type WrkResult
+import { childPids, cpuSeconds, fetchBody, fetchStatus, median, NginxProc, perfAvailable, perfRecord, perfReport, runWrk, sleep, Tracker, waitForNewWorkers, runBenchmark, benchNginxConf, plainHttpSettings, floorConf, liveModules, type WrkResult
 } from './lib';
 
 /**
@@ -40,6 +40,8 @@ const BACKGROUND_TASKS = 200;
 const CHP_PACKAGE = env.BENCH_CHP_PACKAGE ?? 'configurable-http-proxy';
 /** Core for wrk (the servers run on the cores this process is pinned to); null: no pinning. */
 const LOAD_CPU = env.BENCH_LOAD_CPU && env.BENCH_LOAD_CPU !== '' ? env.BENCH_LOAD_CPU : null;
+/** BENCH_FLOOR=0 leaves out the floor targets (bench/lib.ts floorConf). */
+const FLOOR = (env.BENCH_FLOOR ?? '1') !== '0';
 const SECTIONS = new Set((env.BENCH_AUTH_SECTIONS ?? 'auth,static').split(',').map((x) => x.trim()).filter(Boolean));
 const DEADLINE_MS = Number(env.BENCH_DEADLINE_S ?? 280 * SECTIONS.size) * 1000;
 const WRK_SCRIPT = join(__dirname, 'wrk-tokens.lua');
@@ -137,6 +139,13 @@ async function startNginx(name: string, conf: (dir: string) => string, ready: ()
   nginxes.push(proc);
   await proc.start(ready);
   return { proc, dir };
+}
+
+/** A floor target (bench/lib.ts floorConf): the gateway's shape doing only its unskippable work. */
+async function startFloor(name: string, backends: number[], modules: string[], kind: 'task' | 'static'): Promise<{ url: string; pids: () => number[] }> {
+  const port = await freePort();
+  const { proc } = await startNginx(name, (dir) => floorConf(dir, port, backends, modules, { ops: true, kind }), async () => (await fetchStatus(`http://127.0.0.1:${port}/`)) === 200);
+  return { url: `http://127.0.0.1:${port}/`, pids: () => childPids(proc.pid) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -739,6 +748,10 @@ async function main(): Promise<void> {
       { key: 'gwMany', name: `gateway, ${TOKENS} tokens`, url: gwService, tokens: fileMany, pids: gwPids },
     ];
     if (EXTRA_TOKENS > 0) targets.push({ key: 'gwExtra', name: `gateway, ${TOKENS + EXTRA_TOKENS} tokens`, url: gwService, tokens: fileExtra, pids: gwPids });
+    if (FLOOR) {
+      const fl = await startFloor('floor-task', [ports[0]!], liveModules(g.config.nginxDir), 'task');
+      targets.push({ key: 'floor', name: 'floor: task-route shape + unskippable per-request work, no logic', tokens: fileMany, ...fl });
+    }
     let chpInfo: NonNullable<Result['auth']>['chp'] = null;
     if ((env.BENCH_CHP ?? '1') !== '0') {
       try {
@@ -777,6 +790,10 @@ async function main(): Promise<void> {
       { key: 'plain', name: 'plain nginx, round robin over 4', url: `http://127.0.0.1:${plainFour}/`, tokens: fileMany, pids: plainPids },
       { key: 'gw', name: `gateway static route, 4 backends, ${TOKENS} tokens`, url: gwStatic, tokens: fileMany, pids: gwPids },
     ];
+    if (FLOOR) {
+      const fl = await startFloor('floor-static', ports, liveModules(g.config.nginxDir), 'static');
+      targets.push({ key: 'floor', name: 'floor: static-route shape (4 backends) + unskippable per-request work, no logic', tokens: fileMany, ...fl });
+    }
     const heavy = await rounds('static, throughput', targets, SECONDS, CONNS, true);
     const perf: Record<string, PerfView> = {};
     if (PERF && (await perfAvailable())) perf.gw = await perfUnder(targets[1]!, g.workerPids()[0]!, 'static');

@@ -29,12 +29,17 @@ import {
   runBenchmark,
   benchNginxConf,
   plainHttpSettings,
+  floorConf,
+  liveModules,
 } from './lib';
 
 /**
  * The benchmark of issue 2 (run by bench/run.sh, never by jest):
  *  1. edge throughput and latency: the gateway (`/service/<id>/`: route lookup, token check,
- *     balancer) against a plain nginx proxying to the same backend, under wrk;
+ *     balancer) against a plain nginx proxying to the same backend, under wrk; with section
+ *     "floor", in the same alternation, two nginx with the gateway's shape (bench/lib.ts
+ *     floorConf): Lua hooks that do nothing, and hooks that do only the per-request work no
+ *     implementation of the design can skip;
  *  2. push → serve: from ManualProvider.set() to the first 200 on a new ephemeral route;
  *  3. reload with 1,000 static path routes: apply time after one route changes;
  *  4. (section "profile") where the gateway's time goes: ablations of the rendered config and a
@@ -55,9 +60,9 @@ const BACKGROUND_TASKS = 200;
 const BACKGROUND_TOKENS = 200;
 /** Core for wrk (the servers run on the cores this process is pinned to); null: no pinning. */
 const LOAD_CPU = env.BENCH_LOAD_CPU && env.BENCH_LOAD_CPU !== '' ? env.BENCH_LOAD_CPU : null;
-/** Which parts run: any of throughput, push, reload, profile (comma separated); default all. */
-const SECTIONS = new Set((env.BENCH_SECTIONS ?? 'throughput,push,reload,profile').split(',').map((x) => x.trim()));
-const DEADLINE_MS = Number(env.BENCH_DEADLINE_S ?? 285) * 1000;
+/** Which parts run: any of throughput, floor, push, reload, profile (comma separated); default all. */
+const SECTIONS = new Set((env.BENCH_SECTIONS ?? 'throughput,floor,push,reload,profile').split(',').map((x) => x.trim()));
+const DEADLINE_MS = Number(env.BENCH_DEADLINE_S ?? 360) * 1000;
 const BACKEND_BODY = 'ok from the benchmark backend\n';
 
 const track = new Tracker();
@@ -231,23 +236,26 @@ function fmtRun(name: string, r: Measured): string {
 // ---------------------------------------------------------------------------------------------
 // 1. throughput
 
-async function throughput(plain: Target, gw: Target, headers: Record<string, string>) {
+async function throughput(plain: Target, gw: Target, headers: Record<string, string>, extra: Target[] = []) {
+  const targets = [plain, gw, ...extra];
   log(`throughput: ${RUNS} × ${SECONDS} s per target, wrk -t1 -c${CONNS} --latency, alternating (warm-up ${WARMUP_S} s each)`);
-  await measure(plain, WARMUP_S, headers);
-  await measure(gw, WARMUP_S, headers);
-  const runs: Record<string, Measured[]> = { plain: [], gateway: [] };
+  for (const t of targets) await measure(t, WARMUP_S, headers);
+  const runs = new Map<Target, Measured[]>(targets.map((t) => [t, []]));
   for (let i = 0; i < RUNS; i++) {
-    const order = i % 2 === 0 ? [plain, gw] : [gw, plain];
-    for (const t of order) {
+    for (const t of i % 2 === 0 ? targets : [...targets].reverse()) {
       const r = await measure(t, SECONDS, headers);
-      runs[t === plain ? 'plain' : 'gateway']!.push(r);
+      runs.get(t)!.push(r);
       log(fmtRun(`${t.name} #${i + 1}`, r));
     }
   }
-  const p = summarize(runs.plain!);
-  const g = summarize(runs.gateway!);
+  const p = summarize(runs.get(plain)!);
+  const g = summarize(runs.get(gw)!);
+  const others = extra.map((t) => {
+    const x = summarize(runs.get(t)!);
+    return { name: t.name, ...x, ratio: x.rps / p.rps };
+  });
   // what the ratio would be if the proxy alone used the servers' core (the backend shares it here)
-  return { plain: p, gateway: g, ratio: g.rps / p.rps, cpuRatio: p.proxyCpuUs / g.proxyCpuUs };
+  return { plain: p, gateway: g, ratio: g.rps / p.rps, cpuRatio: p.proxyCpuUs / g.proxyCpuUs, floors: others };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -849,7 +857,16 @@ async function main(): Promise<void> {
   const plainTarget: Target = { name: 'plain nginx', url: plainUrl, workers: () => childPids(plain.proc.pid) };
   const gwTarget: Target = { name: 'gateway', url: gwUrl, workers: () => g.workerPids() };
 
-  const tp = SECTIONS.has('throughput') ? await throughput(plainTarget, gwTarget, headers) : null;
+  // the floor: nginx with the gateway's shape and Lua that does nothing, or only what it cannot skip
+  const extra: Target[] = [];
+  if (SECTIONS.has('floor') && SECTIONS.has('throughput')) {
+    const modules = liveModules(g.config.nginxDir);
+    for (const [name, ops] of [['floor-empty', false], ['floor-ops', true]] as const) {
+      const f = await startNginx(name, (dir, port) => floorConf(dir, port, [backend.port], modules, { ops, kind: 'task' }), async (port) => (await fetchStatus(`http://127.0.0.1:${port}/`, headers)) === 200);
+      extra.push({ name: ops ? 'floor: gateway shape + unskippable per-request work' : 'floor: gateway shape, empty Lua hooks', url: `http://127.0.0.1:${f.port}/`, workers: () => childPids(f.proc.pid) });
+    }
+  }
+  const tp = SECTIONS.has('throughput') ? await throughput(plainTarget, gwTarget, headers, extra) : null;
   let push: Awaited<ReturnType<typeof pushToServe>> | null = null;
   if (SECTIONS.has('push')) {
     push = await pushToServe(g, provider, base, backend.port, headers);
@@ -910,6 +927,7 @@ function report(r: Result): void {
       '|---|---:|---:|---:|---:|---:|',
       `| plain nginx | ${f(t.plain.rps, 0)} | ${f(t.plain.p50)} | ${f(t.plain.p99)} | ${f(t.plain.proxyCpuUs, 1)} | ${t.plain.runs.map((x) => x.backendConnections).join(', ')} |`,
       `| gateway /service/<id>/ | ${f(t.gateway.rps, 0)} | ${f(t.gateway.p50)} | ${f(t.gateway.p99)} | ${f(t.gateway.proxyCpuUs, 1)} | ${t.gateway.runs.map((x) => x.backendConnections).join(', ')} |`,
+      ...t.floors.map((x) => `| ${x.name} (${f(x.ratio, 3)} of plain) | ${f(x.rps, 0)} | ${f(x.p50)} | ${f(x.p99)} | ${f(x.proxyCpuUs, 1)} | ${x.runs.map((y) => y.backendConnections).join(', ')} |`),
       '',
       `ratio gateway/plain req/s: ${f(t.ratio, 3)} (target ≥ 0.90: ${t.ratio >= 0.9 ? 'met' : 'MISSED'}); proxy CPU per request plain/gateway: ${f(t.cpuRatio, 3)} (the req/s ratio a proxy with a core of its own would reach)`,
     );

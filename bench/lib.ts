@@ -1,6 +1,7 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { join } from 'node:path';
 
 /**
  * Helpers of the benchmark (bench/core-bench.ts): wrk runs and their parsing, nginx processes the
@@ -345,4 +346,135 @@ export function plainHttpSettings(dir: string, accessLog: boolean): string {
         '"method":"$request_method","host":"$host","path":"$uri","status":$status,'
         '"bytes":$body_bytes_sent,"duration":$request_time,"upstream":"$upstream_addr"}';
     ${accessLog ? `access_log ${dir}/access.log plain_json buffer=64k flush=1s;` : 'access_log off;'}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the floor: the gateway's shape with no logic in its Lua hooks
+
+/**
+ * The per-request Lua of a floor target. `ops: false`: the hooks do nothing (the balancer only
+ * sets the first backend). `ops: true`: only the work that no implementation of the design can
+ * skip, with no logic (no route lookup, no token check, no authorization): the handoff from the
+ * access phase to the balancer and the body filter through ngx.ctx; reading the URI, the
+ * credential header, the cookies (to strip the gateway's) and Upgrade (WebSockets are
+ * tunnelled); setting X-Forwarded-User/-Prefix and the access log's route and token; stripping
+ * the route prefix; the body filter's one look at the response header (stream revocation). A
+ * static route (`kind: 'static'`, issue 5) adds the affinity reads (X-Session-Id, the affinity
+ * cookie), a hash of the affinity key to choose the backend, the in-flight count of bounded load
+ * (taken in the balancer, given back in the log phase) and the retries over the other backends.
+ */
+function floorLua(backends: number[], kind: 'task' | 'static'): string {
+  return `local balancer = require "ngx.balancer"
+local _M = {}
+local BACKENDS = { ${backends.map((p) => `{ "127.0.0.1", ${p} }`).join(', ')} }
+local N = #BACKENDS
+local inflight = {}
+for i = 1, N do inflight[i] = 0 end
+function _M.access()
+  local var = ngx.var
+  local ctx = ngx.ctx
+  local uri = var.uri
+  local token = var.http_x_gateway_token
+  ctx.appgw_backends = BACKENDS
+  ctx.appgw_token = token and "id"
+${
+  kind === 'static'
+    ? `  local sid, ck = var.http_x_session_id, var.cookie_appgw_affinity
+  ctx.appgw_first = ngx.crc32_short(sid or ck or token or "") % N + 1
+`
+    : `  ctx.appgw_first = 1
+`
+}  var.appgw_log_route = "e:route"
+  var.appgw_log_token = "id"
+  ngx.req.set_uri("/", false)
+  var.appgw_prefix = #uri > 0 and "/service/x" or ""
+  var.appgw_user = "user"
+  local cookie, upgrade = var.http_cookie, var.http_upgrade
+end
+function _M.balancer()
+  local ctx = ngx.ctx
+  local i = ctx.appgw_first
+  local b = ctx.appgw_backends[i]
+  balancer.set_current_peer(b[1], b[2])
+  if N > 1 then
+    balancer.set_more_tries(N - 1)
+    inflight[i] = inflight[i] + 1
+    ctx.appgw_counted = i
+  end
+end
+function _M.log()
+  local i = ngx.ctx.appgw_counted
+  if i then inflight[i] = inflight[i] - 1 end
+end
+function _M.body()
+  local ctx = ngx.ctx
+  if not ctx.appgw_token then return end
+  if ctx.appgw_watch == nil then ctx.appgw_watch = not ngx.header["Content-Length"] end
+end
+return _M
+`;
+}
+
+/**
+ * An nginx with the gateway's shape (templates/nginx.conf.hbs and server-common.conf.hbs: its
+ * modules, access log with the gateway's fields, forwarding headers, an upstream chosen by
+ * balancer_by_lua with keep-alive, the access and body-filter hooks, and for a static route the
+ * log hook) whose Lua does nothing or only the work floorLua() lists. Writes floor.lua in `dir`.
+ */
+export function floorConf(dir: string, port: number, backends: number[], modules: string[], opts: { ops: boolean; kind: 'task' | 'static' }): string {
+  const hook = (phase: string) =>
+    opts.ops ? `{ require("floor").${phase}() }` : phase === 'balancer' ? `{ require("ngx.balancer").set_current_peer("127.0.0.1", ${backends[0]}) }` : '{ }';
+  writeFileSync(join(dir, 'floor.lua'), floorLua(backends, opts.kind));
+  return `${modules.map((m) => `load_module ${m};\n`).join('')}${benchNginxConf(
+    dir,
+    `${plainHttpSettings(dir, false)}
+    lua_package_path "${dir}/?.lua;/usr/share/lua/5.1/?.lua;/usr/local/openresty/lualib/?.lua;;";
+    map "" $appgw_prefix { default ""; }
+    map "" $appgw_user { default ""; }
+    map "" $appgw_groups { default ""; }
+    map "" $appgw_log_route { default ""; }
+    map "" $appgw_log_token { default ""; }
+    log_format appgw_json escape=json '{"time":"$time_iso8601","client":"$remote_addr",'
+        '"method":"$request_method","host":"$host","path":"$uri","status":$status,'
+        '"bytes":$body_bytes_sent,"duration":$request_time,"upstream":"$upstream_addr",'
+        '"route":"$appgw_log_route","user":"$appgw_user","token":"$appgw_log_token"}';
+    access_log ${dir}/access.log appgw_json buffer=64k flush=1s;
+    map $http_upgrade $appgw_connection { default upgrade; '' ''; }
+    upstream appgw_backend {
+        server 0.0.0.1:1;
+        balancer_by_lua_block ${hook('balancer')}
+        keepalive 512;
+        keepalive_timeout 60s;
+        keepalive_requests 10000;
+    }
+    server {
+        listen 127.0.0.1:${port} backlog=4096;
+        access_by_lua_block ${hook('access')}
+        body_filter_by_lua_block ${hook('body')}
+        proxy_http_version 1.1;
+        proxy_set_header Host $http_host;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $appgw_connection;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Forwarded-Prefix $appgw_prefix;
+        proxy_set_header X-Forwarded-User $appgw_user;
+        proxy_set_header X-Forwarded-Groups $appgw_groups;
+        proxy_set_header X-Gateway-Token "";
+        proxy_buffering off;
+        proxy_request_buffering off;
+        proxy_next_upstream error timeout http_502 http_503 http_504;
+        proxy_next_upstream_tries 4;
+        location / {
+            proxy_pass http://appgw_backend;${opts.kind === 'static' ? `\n            log_by_lua_block ${hook('log')}` : ''}
+        }
+    }`,
+  )}`;
+}
+
+/** The `load_module` lines of a gateway's live nginx.conf (the floor loads the same modules). */
+export function liveModules(nginxDir: string): string[] {
+  return [...readFileSync(join(realpathSync(join(nginxDir, 'current')), 'nginx.conf'), 'utf8').matchAll(/^load_module (\S+);$/gm)].map((m) => m[1]!);
 }

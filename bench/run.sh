@@ -66,10 +66,10 @@ cleanup() {
 trap cleanup EXIT
 
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(nginx -v 2>&1), node $(node -v), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
-# core-bench.ts stops itself after BENCH_DEADLINE_S (default 285 s); timeout is the backstop.
+# core-bench.ts stops itself after BENCH_DEADLINE_S (default 360 s); timeout is the backstop.
 # It runs in the background so that Ctrl-C / TERM reach it (timeout has a process group of its
 # own and passes the signal on to node, which stops what it started).
-TMPDIR="$BENCH_DIR" timeout --signal=TERM --kill-after=20 $(( ${BENCH_DEADLINE_S:-285} + 10 )) \
+TMPDIR="$BENCH_DIR" timeout --signal=TERM --kill-after=20 $(( ${BENCH_DEADLINE_S:-360} + 10 )) \
   "${pin[@]}" node --import tsx "$script" &
 bench_pid=$!
 trap 'kill -TERM "$bench_pid" 2>/dev/null || true' INT TERM
