@@ -3,10 +3,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isUserError, errorMessage } from './errors';
 import { registerIdentityCommands } from './commands/identity';
-import { registerRouteCommands } from './commands/route';
+import { formatHealth, registerRouteCommands } from './commands/route';
 import { registerExposeCommand } from './commands/expose';
 import { formatCheck, runCheck } from './commands/check';
 import { merge } from './model/merge';
+import { formatInterval } from './model/validate';
 import { loadTemplates, render } from './render/render';
 import { loadConfig, serve } from './serve';
 import { renderBaseFor } from './gateway';
@@ -27,6 +28,7 @@ export function formatRoutes(s: RouterStatus): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
   lines.push(fmt(head), ...rows.map(fmt));
+  for (const r of s.routes) if (r.health) lines.push(`health ${formatHealth(r.id, r.health.path, formatInterval(r.health.interval_ms), r.health.backends)}`);
   for (const r of s.rejections) lines.push(`rejected (${r.provider}) ${r.source}: ${r.reason}`);
   return lines.join('\n');
 }

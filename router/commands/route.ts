@@ -92,11 +92,19 @@ function statusRow(v: RouteView): string[] {
   return [v.name, v.source, v.status, at, v.backends.join(',') || '-', live, v.allowed_groups.join(',') || '-', v.problem ?? v.description];
 }
 
-/** Pure. `llm: health check GET /health every 10s: 10.0.0.5:8000 up, 10.0.0.6:8000 down (status 503)`. */
+/**
+ * Pure. `llm: health check GET /health every 10s: 10.0.0.5:8000 up, 10.0.0.6:8000 down (status 503)`
+ * (`appgw route list` and `appgw routes`).
+ */
+export function formatHealth(name: string, path: string, interval: string, backends: Array<{ backend: string; state: string; reason: string | null }>): string {
+  const states = backends.map((b) => `${b.backend} ${b.state}${b.state === 'down' && b.reason ? ` (${b.reason})` : ''}`);
+  return `${name}: health check GET ${path} every ${interval}${states.length ? `: ${states.join(', ')}` : ''}`;
+}
+
+/** Pure. The health line of a route of `appgw route list`. */
 export function healthLine(v: RouteView): string {
   const hc = v.health_check!;
-  const states = (v.backend_health ?? []).map((b) => `${b.backend} ${b.state}${b.state === 'down' && b.reason ? ` (${b.reason})` : ''}`);
-  return `${v.name}: health check GET ${hc.path} every ${hc.interval}${states.length ? `: ${states.join(', ')}` : ''}`;
+  return formatHealth(v.name, hc.path, hc.interval, v.backend_health ?? []);
 }
 
 /**

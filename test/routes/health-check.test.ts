@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { formatRoutes } from '../../router/cli';
 import type { Snapshot, StaticRoute } from '../../router/model/types';
 import { startEcho, type EchoBackend } from '../support/echo-backend';
 import { startTestGateway, type TestGateway } from '../support/gateway-harness';
@@ -95,6 +96,10 @@ describe('static routes: active health check (real nginx, 3 backends, one bound 
     expect(st.health).toMatchObject({ path: '/health', interval_ms: 1000 });
     expect(st.health!.backends.find((b) => b.backend === addr(victim))).toMatchObject({ state: 'down', reason: 'status 503' });
     expect(st.health!.backends.filter((b) => b.state === 'up').map((b) => b.backend).sort()).toEqual([addr(backends[0]!), addr(backends[2]!)].sort());
+    // `appgw routes` shows the same, one line per checked route
+    const shown = formatRoutes(g.gw.router.status()).split('\n').filter((l) => l.startsWith('health '));
+    expect(shown).toEqual([`health hc: health check GET /health every 1s: ${st.health!.backends.map((b) => `${b.backend} ${b.state}${b.state === 'down' ? ' (status 503)' : ''}`).join(', ')}`]);
+    expect(shown[0]).toContain(`${addr(victim)} down (status 503)`);
     const down = g.log.lines.filter((l) => l.fields.component === 'health' && l.level === 'warn');
     expect(down).toEqual([expect.objectContaining({ fields: expect.objectContaining({ route: 'hc', backend: addr(victim), reason: 'status 503' }) })]);
 
