@@ -64,7 +64,7 @@ describe('revocation, fuzzing and secret hygiene (real nginx, SQLite store)', ()
 
   const url = `/service/${TASK}/`;
 
-  test('a revoked token is refused at the edge within 100 ms (p99 over 40 tries)', async () => {
+  test('a revoked token is refused at the edge within 100 ms (p99 over 100 tries: one outlier of a loaded CI machine is allowed, two are not)', async () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
     const status = (token: string) =>
       new Promise<number>((resolve, reject) => {
@@ -75,7 +75,7 @@ describe('revocation, fuzzing and secret hygiene (real nginx, SQLite store)', ()
         r.on('error', reject);
       });
     const times: number[] = [];
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < 100; i++) {
       const t = mint(`rev${i}`);
       await waitFor(async () => (await status(t.token)) === 200, 3000, 'token live');
       revokeToken(store, t.record.id, ACTOR);
