@@ -10,12 +10,31 @@ local stats = ngx.shared.appgw_stats
 local requests = {}   -- route -> count
 local classes = {}    -- route -> { ["2xx"] = n, ... }
 local millis = {}     -- route -> total ms
-local last_used = {}  -- token id -> unix time
+local last_used = {}  -- token id -> unix time, to write at the next flush
+
+-- A token's last use reaches the shared dict (and the store's `last_used_at`) on its first request
+-- in a worker and then at most once a minute: with 10,000 tokens in use, writing every token every
+-- second stalled the worker 3–7 ms each second (10,000 shared-dict writes), which the p99 showed. `noted` (token id -> the time
+-- last noted) is forgotten whole when it holds NOTED_MAX ids, so it stays bounded.
+local LAST_USED_STEP = 60
+local NOTED_MAX = 100000
+local noted, noted_n = {}, 0
+local time = ngx.time
 
 --- Access phase, every proxied request: counts it for its route and notes its token's use.
 function _M.count(route, token)
   requests[route] = (requests[route] or 0) + 1
-  if token then last_used[token] = ngx.time() end
+  if token then
+    local now = time()
+    local t = noted[token]
+    if t and now - t < LAST_USED_STEP then return end
+    if not t then
+      if noted_n >= NOTED_MAX then noted, noted_n = {}, 0 end
+      noted_n = noted_n + 1
+    end
+    noted[token] = now
+    last_used[token] = now
+  end
 end
 
 local req_start = ngx.req.start_time
