@@ -14,8 +14,8 @@ local last_used = {}  -- token id -> unix time, to write at the next flush
 
 -- A token's last use reaches the shared dict (and the store's `last_used_at`) on its first request
 -- in a worker and then at most once a minute: with 10,000 tokens in use, writing every token every
--- second stalled the worker 3–7 ms each second (10,000 shared-dict writes), which the p99 showed. `noted` (token id -> the time
--- last noted) is forgotten whole when it holds NOTED_MAX ids, so it stays bounded.
+-- second stalled the worker 3-7 ms each second (10,000 shared-dict writes), which the p99 showed.
+-- `noted` (token id -> the time last noted) is forgotten whole at NOTED_MAX ids: it stays bounded.
 local LAST_USED_STEP = 60
 local NOTED_MAX = 100000
 local noted, noted_n = {}, 0
