@@ -31,6 +31,7 @@ import {
   plainHttpSettings,
   floorConf,
   liveModules,
+  gatewayProxySettings,
 } from './lib';
 
 /**
@@ -109,21 +110,8 @@ function backendConf(dir: string, port: number): string {
   );
 }
 
-/** The proxy settings the gateway renders (templates/server-common.conf.hbs), for the ablation. */
-const GATEWAY_PROXY_SETTINGS = `
-            proxy_set_header Host $http_host;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $plain_connection;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
-            proxy_set_header X-Forwarded-Prefix "";
-            proxy_set_header X-Forwarded-User "";
-            proxy_set_header X-Forwarded-Groups "";
-            proxy_set_header X-Gateway-Token "";
-            proxy_buffering off;
-            proxy_request_buffering off;`;
+/** The proxy settings the gateway renders, for the ablation (bench/lib.ts gatewayProxySettings). */
+const GATEWAY_PROXY_SETTINGS = `\n${gatewayProxySettings({ connection: '$plain_connection', prefix: '""', user: '""', groups: '""' }, '            ')}`;
 
 function plainConf(dir: string, port: number, backendPort: number, opts: { accessLog: boolean; gatewayProxySettings: boolean }): string {
   return benchNginxConf(

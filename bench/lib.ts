@@ -352,6 +352,30 @@ export function plainHttpSettings(dir: string, accessLog: boolean): string {
 // the floor: the gateway's shape with no logic in its Lua hooks
 
 /**
+ * The forwarding headers and streaming settings the gateway renders
+ * (templates/server-common.conf.hbs), with the given values for its per-request variables.
+ */
+export function gatewayProxySettings(v: { connection: string; prefix: string; user: string; groups: string }, indent: string): string {
+  return [
+    'proxy_set_header Host $http_host;',
+    'proxy_set_header Upgrade $http_upgrade;',
+    `proxy_set_header Connection ${v.connection};`,
+    'proxy_set_header X-Real-IP $remote_addr;',
+    'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+    'proxy_set_header X-Forwarded-Proto $scheme;',
+    'proxy_set_header X-Forwarded-Host $host;',
+    `proxy_set_header X-Forwarded-Prefix ${v.prefix};`,
+    `proxy_set_header X-Forwarded-User ${v.user};`,
+    `proxy_set_header X-Forwarded-Groups ${v.groups};`,
+    'proxy_set_header X-Gateway-Token "";',
+    'proxy_buffering off;',
+    'proxy_request_buffering off;',
+  ]
+    .map((l) => `${indent}${l}`)
+    .join('\n');
+}
+
+/**
  * The per-request Lua of a floor target. `ops: false`: the hooks do nothing (the balancer only
  * sets the first backend). `ops: true`: only the work that no implementation of the design can
  * skip, with no logic (no route lookup, no token check, no authorization): the handoff from the
@@ -452,19 +476,7 @@ export function floorConf(dir: string, port: number, backends: number[], modules
         access_by_lua_block ${hook('access')}
         body_filter_by_lua_block ${hook('body')}
         proxy_http_version 1.1;
-        proxy_set_header Host $http_host;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection $appgw_connection;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header X-Forwarded-Host $host;
-        proxy_set_header X-Forwarded-Prefix $appgw_prefix;
-        proxy_set_header X-Forwarded-User $appgw_user;
-        proxy_set_header X-Forwarded-Groups $appgw_groups;
-        proxy_set_header X-Gateway-Token "";
-        proxy_buffering off;
-        proxy_request_buffering off;
+${gatewayProxySettings({ connection: '$appgw_connection', prefix: '$appgw_prefix', user: '$appgw_user', groups: '$appgw_groups' }, '        ')}
         proxy_next_upstream error timeout http_502 http_503 http_504;
         proxy_next_upstream_tries 4;
         location / {

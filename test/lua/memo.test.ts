@@ -1,40 +1,16 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { memoryLogger } from '../../router/log';
-import { LocalNginx } from '../../router/proxy/local-nginx';
+import { startLuaNginx, type LuaNginx } from '../support/lua-nginx';
 import { req } from '../support/http';
-import { freePort, waitFor } from '../support/net';
 
 /**
  * lua/appgw/memo.lua (the two-generation memo of verified tokens and static path lookups), run
  * inside a real nginx worker: a location exercises it and answers what it saw.
  */
 describe('memo.lua in a real nginx worker', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'appgw-memo-'));
-  let nginx: LocalNginx;
-  let port: number;
+  let nginx: LuaNginx;
 
   beforeAll(async () => {
-    port = await freePort();
-    mkdirSync(join(dir, 'logs'));
-    const lua = resolve(__dirname, '../../lua');
-    writeFileSync(
-      join(dir, 'nginx.conf'),
-      `load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/logs/error.log warn;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path ${dir}/body;
-    proxy_temp_path ${dir}/proxy;
-    lua_package_path "${lua}/?.lua;/usr/share/lua/5.1/?.lua;;";
-    server {
-        listen 127.0.0.1:${port};
-        location = /memo {
+    nginx = await startLuaNginx('memo', {
+      locations: `        location = /memo {
             default_type application/json;
             content_by_lua_block {
                 local memo = require("appgw.memo").new(3)
@@ -62,22 +38,16 @@ http {
                 ngx.say(require("cjson.safe").encode(out))
             }
         }
-    }
-}
 `,
-    );
-    nginx = new LocalNginx('nginx', dir, join(dir, 'nginx.conf'), join(dir, 'nginx.pid'), memoryLogger());
-    await nginx.start();
-    await waitFor(async () => (await req(`http://127.0.0.1:${port}/memo`).catch(() => ({ status: 0 }))).status === 200, 5000, 'nginx up');
+    });
   });
 
   afterAll(async () => {
     await nginx?.stop();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   test('keeps the most recently used keys across turnovers, drops the least recent, bounded, clearable', async () => {
-    const r = await req(`http://127.0.0.1:${port}/memo`);
+    const r = await req(`${nginx.url}/memo`);
     expect(r.status).toBe(200);
     expect(r.json()).toEqual({
       first: [1, 2, 3],
