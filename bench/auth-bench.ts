@@ -10,7 +10,7 @@ import type { EphemeralRoute, Snapshot, StaticRoute } from '../router/model/type
 import { MemoryTokens, startTestGateway, type TestGateway } from '../test/support/gateway-harness';
 import { ManualProvider } from '../test/support/manual-provider';
 import { freePort } from '../test/support/net';
-import { childPids, cpuSeconds, fetchBody, fetchStatus, median, NginxProc, perfAvailable, perfRecord, perfReport, runWrk, sleep, Tracker, waitForNewWorkers, runBenchmark, benchNginxConf, plainHttpSettings, floorConf, liveModules, type WrkResult
+import { childPids, cpuSeconds, fetchBody, fetchStatus, median, NginxProc, perfAvailable, runWrk, sleep, Tracker, waitForNewWorkers, runBenchmark, benchNginxConf, plainHttpSettings, floorConf, liveModules, perfUnderLoad, sharedSettings, type PerfView, type WrkResult
 } from './lib';
 
 /**
@@ -27,19 +27,14 @@ import { childPids, cpuSeconds, fetchBody, fetchStatus, median, NginxProc, perfA
  */
 
 const env = process.env;
-const SECONDS = Number(env.BENCH_SECONDS ?? 10);
-const RUNS = Number(env.BENCH_RUNS ?? 3);
-const CONNS = Number(env.BENCH_CONNECTIONS ?? 50);
+const { seconds: SECONDS, runs: RUNS, conns: CONNS, warmupS: WARMUP_S, loadCpu: LOAD_CPU } = sharedSettings(env);
 const LIGHT_SECONDS = Number(env.BENCH_LIGHT_SECONDS ?? 5);
-const WARMUP_S = 2;
 const TOKENS = Number(env.BENCH_TOKENS ?? 10_000);
 /** > 0: also a gateway target rotating TOKENS + this many tokens (past the per-worker memo). */
 const EXTRA_TOKENS = Number(env.BENCH_EXTRA_TOKENS ?? 0);
 const SESSIONS = Number(env.BENCH_SESSIONS ?? 10_000);
 const BACKGROUND_TASKS = 200;
 const CHP_PACKAGE = env.BENCH_CHP_PACKAGE ?? 'configurable-http-proxy';
-/** Core for wrk (the servers run on the cores this process is pinned to); null: no pinning. */
-const LOAD_CPU = env.BENCH_LOAD_CPU && env.BENCH_LOAD_CPU !== '' ? env.BENCH_LOAD_CPU : null;
 /** BENCH_FLOOR=0 leaves out the floor targets (bench/lib.ts floorConf). */
 const FLOOR = (env.BENCH_FLOOR ?? '1') !== '0';
 const SECTIONS = new Set((env.BENCH_AUTH_SECTIONS ?? 'auth,static').split(',').map((x) => x.trim()).filter(Boolean));
@@ -344,29 +339,9 @@ async function rounds(label: string, targets: Target[], seconds: number, connect
   return Object.fromEntries(targets.map((t) => [t.key, summarize(t.name, runs[t.key]!)]));
 }
 
-/** What `perf record` saw in the gateway worker while wrk loaded one target (by DSO, by symbol). */
-interface PerfView {
-  dso: string[];
-  sym: string[];
-  error?: string;
-}
-
-async function perfUnder(t: Target, worker: number, name: string): Promise<PerfView> {
-  const file = join(root, `perf-${name}.data`);
+function perfUnder(t: Target, worker: number, name: string): Promise<PerfView> {
   log(`perf: sampling the gateway worker ${worker} for 4 s under ${t.name}`);
-  const load = runWrk({ url: t.url, seconds: 6, connections: CONNS, threads: 1, headers: {}, cpu: LOAD_CPU, script: WRK_SCRIPT, scriptArgs: [t.tokens] }, track);
-  const out: PerfView = { dso: [], sym: [] };
-  await sleep(1000);
-  try {
-    await perfRecord(worker, 4, file, LOAD_CPU, track);
-    out.dso = await perfReport(file, 'dso', 12);
-    out.sym = await perfReport(file, 'dso,sym', 30);
-  } catch (e) {
-    out.error = (e as Error).message;
-  }
-  await load;
-  rmSync(file, { force: true });
-  return out;
+  return perfUnderLoad(worker, join(root, `perf-${name}.data`), { url: t.url, connections: CONNS, threads: 1, headers: {}, cpu: LOAD_CPU, script: WRK_SCRIPT, scriptArgs: [t.tokens] }, track);
 }
 
 const PERF = (env.BENCH_PERF ?? '1') !== '0';

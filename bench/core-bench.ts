@@ -19,8 +19,6 @@ import {
   NginxProc,
   percentile,
   perfAvailable,
-  perfRecord,
-  perfReport,
   runWrk,
   sleep,
   Tracker,
@@ -32,6 +30,8 @@ import {
   floorConf,
   liveModules,
   gatewayProxySettings,
+  perfUnderLoad,
+  sharedSettings,
 } from './lib';
 
 /**
@@ -49,18 +49,13 @@ import {
  */
 
 const env = process.env;
-const SECONDS = Number(env.BENCH_SECONDS ?? 10);
-const RUNS = Number(env.BENCH_RUNS ?? 3);
-const CONNS = Number(env.BENCH_CONNECTIONS ?? 50);
-const WARMUP_S = 2;
+const { seconds: SECONDS, runs: RUNS, conns: CONNS, warmupS: WARMUP_S, loadCpu: LOAD_CPU } = sharedSettings(env);
 const PUSH_TRIES = Number(env.BENCH_PUSH_TRIES ?? 50);
 const RELOAD_TRIES = Number(env.BENCH_RELOAD_TRIES ?? 7);
 const STATIC_ROUTES = Number(env.BENCH_STATIC_ROUTES ?? 1000);
 const PROFILE_SECONDS = Number(env.BENCH_PROFILE_SECONDS ?? 3);
 const BACKGROUND_TASKS = 200;
 const BACKGROUND_TOKENS = 200;
-/** Core for wrk (the servers run on the cores this process is pinned to); null: no pinning. */
-const LOAD_CPU = env.BENCH_LOAD_CPU && env.BENCH_LOAD_CPU !== '' ? env.BENCH_LOAD_CPU : null;
 /** Which parts run: any of throughput, floor, push, reload, profile (comma separated); default all. */
 const SECTIONS = new Set((env.BENCH_SECTIONS ?? 'throughput,floor,push,reload,profile').split(',').map((x) => x.trim()));
 const DEADLINE_MS = Number(env.BENCH_DEADLINE_S ?? 360) * 1000;
@@ -764,18 +759,11 @@ async function profile(g: TestGateway, plain: { proc: NginxProc; port: number; d
 
   if ((env.BENCH_PERF ?? '1') !== '0' && (await perfAvailable())) {
     const worker = childPids(master)[0]!;
-    const file = join(root, 'perf.data');
     log(`perf: sampling the gateway worker ${worker} for 4 s under load`);
-    const load = runWrk({ url: gwTarget.url, seconds: 6, connections: CONNS, threads: 1, headers, cpu: LOAD_CPU }, track);
-    await sleep(1000);
-    try {
-      await perfRecord(worker, 4, file, LOAD_CPU, track);
-      out.perfDso = await perfReport(file, 'dso', 12);
-      out.perfSym = await perfReport(file, 'dso,sym', 25);
-    } catch (e) {
-      out.perfError = (e as Error).message;
-    }
-    await load;
+    const v = await perfUnderLoad(worker, join(root, 'perf.data'), { url: gwTarget.url, connections: CONNS, threads: 1, headers, cpu: LOAD_CPU }, track, 25);
+    out.perfDso = v.dso;
+    out.perfSym = v.sym;
+    if (v.error) out.perfError = v.error;
   }
   return out;
 }

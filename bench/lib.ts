@@ -1,5 +1,5 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 
@@ -346,6 +346,45 @@ export function plainHttpSettings(dir: string, accessLog: boolean): string {
         '"method":"$request_method","host":"$host","path":"$uri","status":$status,'
         '"bytes":$body_bytes_sent,"duration":$request_time,"upstream":"$upstream_addr"}';
     ${accessLog ? `access_log ${dir}/access.log plain_json buffer=64k flush=1s;` : 'access_log off;'}`;
+}
+
+/** The knobs both benchmarks read from the environment (bench/README.md). */
+export function sharedSettings(env: NodeJS.ProcessEnv = process.env): { seconds: number; runs: number; conns: number; warmupS: number; loadCpu: string | null } {
+  return {
+    seconds: Number(env.BENCH_SECONDS ?? 10),
+    runs: Number(env.BENCH_RUNS ?? 3),
+    conns: Number(env.BENCH_CONNECTIONS ?? 50),
+    warmupS: 2,
+    // the core for wrk (the servers run on the cores the benchmark process is pinned to); null: no pinning
+    loadCpu: env.BENCH_LOAD_CPU && env.BENCH_LOAD_CPU !== '' ? env.BENCH_LOAD_CPU : null,
+  };
+}
+
+/** What `perf record` saw in a worker while wrk loaded a URL: by DSO, by symbol, or the error. */
+export interface PerfView {
+  dso: string[];
+  sym: string[];
+  error?: string;
+}
+
+/**
+ * Samples `worker` with perf for 4 s while wrk (`load`: runWrk's options, run for 6 s) loads it,
+ * starting 1 s into the load; `file` is removed afterwards.
+ */
+export async function perfUnderLoad(worker: number, file: string, load: Omit<Parameters<typeof runWrk>[0], 'seconds'>, track: Tracker, symbols = 30): Promise<PerfView> {
+  const running = runWrk({ ...load, seconds: 6 }, track);
+  const out: PerfView = { dso: [], sym: [] };
+  await sleep(1000);
+  try {
+    await perfRecord(worker, 4, file, load.cpu, track);
+    out.dso = await perfReport(file, 'dso', 12);
+    out.sym = await perfReport(file, 'dso,sym', symbols);
+  } catch (e) {
+    out.error = (e as Error).message;
+  }
+  await running;
+  rmSync(file, { force: true });
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
