@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Snapshot, StaticRoute } from '../../router/model/types';
+import { emptySnapshot, type Snapshot, type StaticRoute } from '../../router/model/types';
+import { assignSessions, whoAnswers } from '../support/affinity';
 import { startEcho, type EchoBackend } from '../support/echo-backend';
 import { startTestGateway, type TestGateway } from '../support/gateway-harness';
 import { req } from '../support/http';
@@ -18,7 +19,7 @@ describe('static routes: affinity, balance, failover, subdomains (real nginx, 4 
   const route = (name: string, bs: EchoBackend[], extra: Partial<StaticRoute> = {}): StaticRoute => ({
     name, path: `/${name}/`, subdomain: null, backends: bs.map((b) => ({ host: '127.0.0.1', port: b.port })), allowedGroups: [], stripPrefix: true, enabled: true, provider: 'manual', ...extra,
   });
-  const snap = (p: Partial<Snapshot>): Snapshot => ({ ephemeral: [], static: [], bindings: [], tcp: [], ...p });
+  const snap = (p: Partial<Snapshot>): Snapshot => ({ ...emptySnapshot(), ...p });
 
   beforeAll(async () => {
     backends = await Promise.all(['b0', 'b1', 'b2', 'b3'].map((n) => startEcho(n)));
@@ -40,28 +41,7 @@ describe('static routes: affinity, balance, failover, subdomains (real nginx, 4 
     expect(lines.join('\n')).not.toMatch(/\[(error|crit|alert|emerg)\]/);
   });
 
-  function who(path: string, headers: Record<string, string>): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const r = http.get(`${g.url}${path}`, { agent, headers: { 'x-gateway-token': g.adminToken, ...headers } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve(res.statusCode === 200 ? (JSON.parse(Buffer.concat(chunks).toString()).backend as string) : `status ${res.statusCode}`));
-      });
-      r.on('error', reject);
-    });
-  }
-
-  async function assign(path = '/llm/x', extra: Record<string, string> = {}): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    const ids = Array.from({ length: SESSIONS }, (_, i) => `session-${i}`);
-    // 8 at a time: below the bounded-load floor (8 in flight per backend), so affinity is exact
-    for (let i = 0; i < ids.length; i += 8) {
-      const batch = ids.slice(i, i + 8);
-      const got = await Promise.all(batch.map((id) => who(path, { 'x-session-id': id, ...extra })));
-      batch.forEach((id, j) => out.set(id, got[j]!));
-    }
-    return out;
-  }
+  const assign = (path = '/llm/x', extra: Record<string, string> = {}) => assignSessions(`${g.url}${path}`, SESSIONS, { 'x-gateway-token': g.adminToken, ...extra }, agent);
 
   const histogram = (m: Map<string, string>) => {
     const h: Record<string, number> = {};
@@ -88,13 +68,7 @@ describe('static routes: affinity, balance, failover, subdomains (real nginx, 4 
   test('bounded load: one busy session spills over to other backends, and its in-flight count returns to zero', async () => {
     const busy = new http.Agent({ keepAlive: true, maxSockets: 200 });
     const slow = (n: number) =>
-      Promise.all(Array.from({ length: n }, () => new Promise<string>((resolve, reject) => {
-        http.get(`${g.url}/llm/sleep/400`, { agent: busy, headers: { 'x-gateway-token': g.adminToken, 'x-session-id': 'session-7' } }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve(res.statusCode === 200 ? (JSON.parse(Buffer.concat(chunks).toString()).backend as string) : `status ${res.statusCode}`));
-        }).on('error', reject);
-      })));
+      Promise.all(Array.from({ length: n }, () => whoAnswers(`${g.url}/llm/sleep/400`, { 'x-gateway-token': g.adminToken, 'x-session-id': 'session-7' }, busy)));
     const home = base.get('session-7')!;
     try {
       // below the floor of 8 in flight per backend (per worker): affinity is exact

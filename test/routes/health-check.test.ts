@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { formatRoutes } from '../../router/cli';
-import type { Snapshot, StaticRoute } from '../../router/model/types';
+import { emptySnapshot, type Snapshot, type StaticRoute } from '../../router/model/types';
+import { assignSessions, whoAnswers } from '../support/affinity';
 import { startEcho, type EchoBackend } from '../support/echo-backend';
 import { startTestGateway, type TestGateway } from '../support/gateway-harness';
 import { req } from '../support/http';
@@ -18,7 +19,7 @@ describe('static routes: active health check (real nginx, 3 backends, one bound 
   const route = (name: string, bs: EchoBackend[], extra: Partial<StaticRoute> = {}): StaticRoute => ({
     name, path: `/${name}/`, subdomain: null, backends: bs.map((b) => ({ host: '127.0.0.1', port: b.port })), allowedGroups: [], stripPrefix: true, enabled: true, healthCheck: null, provider: 'manual', ...extra,
   });
-  const snap = (p: Partial<Snapshot>): Snapshot => ({ ephemeral: [], static: [], bindings: [], tcp: [], ...p });
+  const snap = (p: Partial<Snapshot>): Snapshot => ({ ...emptySnapshot(), ...p });
 
   beforeAll(async () => {
     backends = await Promise.all(['b0', 'b1', 'b2'].map((n) => startEcho(n)));
@@ -43,27 +44,8 @@ describe('static routes: active health check (real nginx, 3 backends, one bound 
     expect(g.errorLog()).not.toMatch(/\[(error|crit|alert|emerg)\]/);
   });
 
-  function who(path: string, session: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const r = http.get(`${g.url}${path}`, { agent, headers: { 'x-gateway-token': g.adminToken, 'x-session-id': session } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve(res.statusCode === 200 ? (JSON.parse(Buffer.concat(chunks).toString()).backend as string) : `status ${res.statusCode}`));
-      });
-      r.on('error', reject);
-    });
-  }
-
-  async function assign(path = '/hc/x'): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    const ids = Array.from({ length: SESSIONS }, (_, i) => `session-${i}`);
-    for (let i = 0; i < ids.length; i += 8) {
-      const batch = ids.slice(i, i + 8);
-      const got = await Promise.all(batch.map((id) => who(path, id)));
-      batch.forEach((id, j) => out.set(id, got[j]!));
-    }
-    return out;
-  }
+  const who = (path: string, session: string) => whoAnswers(`${g.url}${path}`, { 'x-gateway-token': g.adminToken, 'x-session-id': session }, agent);
+  const assign = (path = '/hc/x') => assignSessions(`${g.url}${path}`, SESSIONS, { 'x-gateway-token': g.adminToken }, agent);
 
   /** Requests a backend got through the gateway (not the router's probes of /health). */
   const proxied = (b: EchoBackend) => b.seen.filter((s) => s.url !== '/health').length;
