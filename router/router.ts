@@ -229,7 +229,8 @@ export class Router {
 
   private async reconcileOnce(): Promise<void> {
     await this.computeDesired();
-    await this.pushIfChanged();
+    // pushes run one at a time, inside the serialised reconcile: each is a delta against the last
+    await this.push();
     const bundle = this.renderFor('g000000');
     if (!sameConfig(this.live, bundle) && !sameConfig(this.lastFailedBundle, bundle)) this.scheduleReload();
     this.publish();
@@ -307,14 +308,6 @@ export class Router {
 
   /** JSON of record objects already serialised (token sources reuse unchanged records). */
   private readonly pushedJson = new WeakMap<object, string>();
-  /** Pushes are serialised: each one is a delta against what the previous one left. */
-  private pushing: Promise<void> = Promise.resolve();
-
-  private pushIfChanged(): Promise<void> {
-    this.pushing = this.pushing.then(() => this.push());
-    return this.pushing;
-  }
-
   /**
    * Pushes the data when it changed: a delta against what the proxy holds when the last push
    * succeeded (router/proxy/push-delta.ts), else — first push, after a failure, a proxy that
@@ -354,9 +347,13 @@ export class Router {
   /** Periodic: re-push when the proxy lost its data (restart) and refresh token expiry. */
   async heal(): Promise<void> {
     if (this.stopped) return;
+    // a push in flight changes the version under the probe: judge only an idle router's answer
+    const version = this.version;
+    const idle = this.running === null;
     try {
       const s = await proxyDataState(this.d.pushSocket);
-      if (s.epoch !== this.epoch || s.version !== this.version) this.lastPushed = null;
+      const stillIdle = idle && this.running === null && this.version === version;
+      if (stillIdle && (s.epoch !== this.epoch || s.version !== version)) this.lastPushed = null;
     } catch (e) {
       // no answer is not a different version: a busy proxy keeps its data; ask again next tick
       this.d.log.debug('proxy state probe failed', { component: 'router', error: (e as Error).message });

@@ -78,3 +78,44 @@ describe('data pushes are deltas (real nginx, 12,000 tokens)', () => {
     expect(await status(plain[5]!)).toBe(200);
   });
 });
+
+/** A token table that throws once when asked (a store that is briefly unreadable). */
+class FlakyTokens extends MemoryTokens {
+  failNext = false;
+  override table(): ReturnType<MemoryTokens['table']> {
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('the store is busy');
+    }
+    return super.table();
+  }
+}
+
+describe('a push that fails before it is sent does not stop later pushes (real nginx)', () => {
+  let g: TestGateway;
+  let echo: EchoBackend;
+  const tokens = new FlakyTokens();
+
+  beforeAll(async () => {
+    echo = await startEcho('echo');
+    const route: EphemeralRoute = { id: TASK, taskId: TASK, endpoint: '', owner: 'alice', company: null, backend: { host: '127.0.0.1', port: echo.port }, stripPrefix: true, provider: 'manual' };
+    const provider = new ManualProvider();
+    provider.snapshot = { ephemeral: [route], static: [], bindings: [], tcp: [] };
+    g = await startTestGateway({ providers: [provider], tokens, env: { PUSH_INTERVAL: '1h' } });
+  });
+
+  afterAll(async () => {
+    await g?.stop();
+    await echo?.close();
+  });
+
+  test('the token table throws once: that reconcile fails and is logged; the next change is pushed and served', async () => {
+    const status = async (token: string) => (await req(`${g.url}/service/${TASK}/`, { headers: { 'x-gateway-token': token } })).status;
+    tokens.failNext = true;
+    const first = tokens.add({ u: 'alice' });
+    await waitFor(() => g.log.lines.some((l) => l.msg === 'reconcile failed' && /the store is busy/.test(String(l.fields.error))), 3000, 'the failed reconcile logged');
+    const second = tokens.add({ u: 'alice' });
+    await waitFor(async () => (await status(second)) === 200, 3000, 'the next token served');
+    expect(await status(first)).toBe(200);
+  });
+});
