@@ -9,6 +9,7 @@ import type { Logger } from './log';
 import { merge, type ProviderViews } from './model/merge';
 import { buildPushData, type EdgeShare, type EdgeToken, type EdgeUser } from './model/push-payload';
 import type { Backend, DesiredState, ProviderState, Rejection } from './model/types';
+import { formatBackend } from './model/validate';
 import type { Provider, Publication } from './providers/provider';
 import type { Applier, ApplyResult } from './proxy/applier';
 import { pushData, pushDelta, proxyDataState, request } from './proxy/edge-client';
@@ -453,7 +454,7 @@ export class Router {
   /** The current status (also written to DATA_DIR/status.json for `appgw routes`). */
   status(): RouterStatus {
     const address = this.d.config.tcp.routerAddress ?? new URL(this.d.config.routerUrl).hostname;
-    const live = (bs: Backend[]) => bs.map((b) => `${b.host}:${b.port}`);
+    const live = (bs: Backend[]) => bs.map(formatBackend);
     const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
     const routes: RouterStatus['routes'] = [
       ...this.desired.static.map((r) => {

@@ -3,7 +3,7 @@ import net from 'node:net';
 import { readFile, stat } from 'node:fs/promises';
 import { isUserError } from '../errors';
 import type { Backend, HealthCheck, Rejection, StaticRoute } from '../model/types';
-import { checkBool, checkHealthCheck, formatBackend, formatInterval, show } from '../model/validate';
+import { checkBool, checkHealthCheck, formatBackend, formatInterval, pathKey, show } from '../model/validate';
 import { parseRoutesFile } from '../providers/routes-file';
 import { STORE_PROVIDER } from '../providers/store-provider';
 import type { RouterStatus } from '../router';
@@ -273,7 +273,7 @@ export function buildRouteViews(input: RouteViewInput): RouteView[] {
       strip_prefix: def?.stripPrefix ?? true,
       backends: def ? def.backends.map(formatBackend) : (mine?.backends ?? []),
       live_backends: mine?.backends ?? [],
-      health_check: def ? viewHealthCheck(def.healthCheck) : mine?.health ? { path: mine.health.path, interval: formatInterval(mine.health.interval_ms) } : null,
+      health_check: viewHealthCheck(def ? def.healthCheck : mine?.health && { path: mine.health.path, intervalMs: mine.health.interval_ms }),
       backend_health: backendHealth(mine),
       status,
       problem,
@@ -388,7 +388,8 @@ export function tcpProbe(b: Backend, timeoutMs = 500): Promise<boolean> {
   });
 }
 
-function parseBackendText(s: string): Backend | null {
+/** Pure. `host:port` or `[v6]:port` (formatBackend's text) back to a backend, or null. */
+export function parseBackendText(s: string): Backend | null {
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(s);
   return m ? { host: m[1]!, port: Number(m[2]) } : null;
 }
@@ -450,7 +451,7 @@ export function createAdminApi(deps: AdminApiDeps): ApiHandler {
     }
     if (!want) return;
     // paths compare ignoring case, as the edge's path map matches them (see model/merge.ts)
-    const clash = file.find((r) => (want.path && r.path?.toLowerCase() === want.path.toLowerCase()) || (want.subdomain && r.subdomain === want.subdomain));
+    const clash = file.find((r) => (want.path && r.path !== null && pathKey(r.path) === pathKey(want.path)) || (want.subdomain && r.subdomain === want.subdomain));
     if (clash) {
       throw new ApiError(409, 'conflict', `route ${clash.name} of the routes file ${routesFile} already uses ${want.path ? `path ${clash.path} (paths are compared ignoring case)` : `subdomain ${want.subdomain}`}`);
     }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { collect, storeAction, table, type Io } from './cli-support';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { type RouteView, buildRouteViews, tcpProbe } from '../api/admin-api';
+import { type RouteView, buildRouteViews, parseBackendText, tcpProbe } from '../api/admin-api';
 import { UserError } from '../errors';
 import type { HealthCheck, StaticRoute } from '../model/types';
 import { HEALTH_CHECK, checkBackend, checkHealthInterval, checkHealthPath, formatBackend, formatInterval, show } from '../model/validate';
@@ -243,8 +243,8 @@ export function registerRouteCommands(program: Command, open: () => Store, route
         const reachable = new Set<string>();
         await Promise.all(
           [...live].map(async (b) => {
-            const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(b);
-            if (m && (await tcpProbe({ host: m[1]!, port: Number(m[2]) }))) reachable.add(b);
+            const parsed = parseBackendText(b);
+            if (parsed && (await tcpProbe(parsed))) reachable.add(b);
           }),
         );
         const views = buildRouteViews({ stored: store.listRoutes(), fileRoutes: fromFile.routes, status, reachable: status ? reachable : null, routesFile: file });

@@ -65,10 +65,10 @@ const ERRNO: Record<string, string> = {
 };
 
 /** Pure. A short, printable reason for a failed connection. */
-export function errorReason(e: unknown): string {
+function errorReason(e: unknown): string {
   const code = (e as NodeJS.ErrnoException | null)?.code;
   if (code && ERRNO[code]) return ERRNO[code]!;
-  if (code === 'HPE_INVALID_CONSTANT' || (code && code.startsWith('HPE_'))) return 'not an HTTP answer';
+  if (code?.startsWith('HPE_')) return 'not an HTTP answer';
   const msg = code ?? (e instanceof Error ? e.message : String(e));
   const p = printable(msg);
   return `error ${p.length > 80 ? `${p.slice(0, 80)}…` : p}`;

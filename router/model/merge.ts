@@ -1,3 +1,4 @@
+import { pathKey } from './validate';
 import type { DesiredState, EphemeralRoute, ProviderState, Rejection, StaticRoute, TcpRoute } from './types';
 
 /** The latest state and input problems of each provider, by provider name. */
@@ -39,8 +40,8 @@ export function merge(views: ProviderViews): DesiredState {
     for (const r of snap.static) {
       const clash = statics.has(r.name)
         ? `static route name "${r.name}" is already defined by ${statics.get(r.name)!.provider}`
-        : r.path !== null && paths.has(r.path.toLowerCase())
-          ? `path ${r.path} is already used by route "${paths.get(r.path.toLowerCase())}" (paths are compared ignoring case)`
+        : r.path !== null && paths.has(pathKey(r.path))
+          ? `path ${r.path} is already used by route "${paths.get(pathKey(r.path))}" (paths are compared ignoring case)`
           : r.subdomain !== null && subdomains.has(r.subdomain)
             ? `subdomain ${r.subdomain} is already used by route "${subdomains.get(r.subdomain)}"`
             : null;
@@ -50,7 +51,7 @@ export function merge(views: ProviderViews): DesiredState {
       }
       statics.set(r.name, { ...r, backends: [...r.backends] });
       // the edge's path map matches ignoring case (nginx map strings), so /LLM/ and /llm/ clash
-      if (r.path !== null) paths.set(r.path.toLowerCase(), r.name);
+      if (r.path !== null) paths.set(pathKey(r.path), r.name);
       if (r.subdomain !== null) subdomains.set(r.subdomain, r.name);
     }
     for (const r of snap.ephemeral) {

@@ -118,6 +118,14 @@ export function checkHost(v: unknown): Checked<string> {
   return no(`address ${show(v)} must be an IP address or a DNS name`);
 }
 
+/**
+ * Pure. What two static paths are compared by: the edge finds path routes through an nginx map,
+ * whose strings match ignoring case, so `/LLM/` and `/llm/` are the same route's path.
+ */
+export function pathKey(path: string): string {
+  return path.toLowerCase();
+}
+
 /** Pure. A backend as `host:port`, with brackets around an IPv6 literal; readable back with checkBackend. */
 export function formatBackend(b: Backend): string {
   return b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`;

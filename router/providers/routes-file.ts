@@ -16,6 +16,7 @@ import {
   checkSubdomain,
   checkTaskId,
   formatBackend,
+  pathKey,
   routeId,
   show,
   printable,
@@ -243,19 +244,19 @@ class Builder {
     const healthCheck = need(checkHealthCheck(e.health_check), 'health_check');
 
     this.unclaimed(this.names, name, `route name ${show(name)}`);
-    if (path !== null) this.unclaimed(this.paths, path, `path ${show(path)}`);
+    if (path !== null) this.unclaimed(this.paths, pathKey(path), `path ${show(path)}`, ' (paths are compared ignoring case)');
     if (subdomain !== null) this.unclaimed(this.subdomains, subdomain, `subdomain ${show(subdomain)}`);
     this.names.set(name, at);
-    if (path !== null) this.paths.set(path, at);
+    if (path !== null) this.paths.set(pathKey(path), at);
     if (subdomain !== null) this.subdomains.set(subdomain, at);
     const route: StaticRoute = { name, path, subdomain, backends, allowedGroups: groups, stripPrefix, enabled, healthCheck, provider: this.provider };
     this.snapshot.static.push(route);
   }
 
   /** Rejects when an earlier entry already owns `key`: duplicates keep the first. */
-  private unclaimed(owners: Map<string, string>, key: string, what: string): void {
+  private unclaimed(owners: Map<string, string>, key: string, what: string, note = ''): void {
     const first = owners.get(key);
-    if (first !== undefined) throw new Reject(`${what} is already defined by ${first}`);
+    if (first !== undefined) throw new Reject(`${what} is already defined by ${first}${note}`);
   }
 
   /** Checks that nobody owns `key` yet and records `at` as its owner. */

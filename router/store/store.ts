@@ -13,6 +13,7 @@ import {
   checkRouteName,
   checkSubdomain,
   checkTaskId,
+  HEALTH_CHECK,
   show,
 } from '../model/validate';
 import { type Db, type Migration, openDb } from './sqlite';
@@ -382,7 +383,7 @@ const routeFromSql = (r: RouteSql): StoredRoute => ({
   enabled: r.enabled === 1,
   description: r.description,
   stripPrefix: r.strip_prefix === 1,
-  healthCheck: r.health_path === null ? null : { path: r.health_path, intervalMs: r.health_interval_ms ?? 10_000 },
+  healthCheck: r.health_path === null ? null : { path: r.health_path, intervalMs: r.health_interval_ms ?? HEALTH_CHECK.defaultIntervalMs },
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });

@@ -1,4 +1,5 @@
-import { type ParseContext, type TcpWriteBack, formatBackend, parseTask, parseTasks, runtimeKey } from '../../router/providers/clearml/parse-task';
+import { formatBackend } from '../../router/model/validate';
+import { type ParseContext, type TcpWriteBack, parseTask, parseTasks, runtimeKey } from '../../router/providers/clearml/parse-task';
 
 const T = '4f1c2d9e8a7b4c6d9e0f1a2b3c4d5e6f';
 const T2 = '0a1b2c3d4e5f60718293a4b5c6d7e8f9';

@@ -228,6 +228,7 @@ describe('parseRoutesFile: entries', () => {
   it.each<[string, unknown, string, RegExp]>([
     ['same route name', { routes: [{ name: 'a', path: '/a/' }, { name: 'a', path: '/b/' }] }, 'routes[1] (name "a")', /route name "a" is already defined by routes\[0\]/],
     ['same path, written differently', { routes: [{ name: 'a', path: '/a/' }, { name: 'b', path: '/a' }] }, 'routes[1] (name "b")', /path "\/a\/" is already defined by routes\[0\]/],
+    ['same path in another case', { routes: [{ name: 'a', path: '/a/' }, { name: 'b', path: '/A/' }] }, 'routes[1] (name "b")', /path "\/A\/" is already defined by routes\[0\] \(paths are compared ignoring case\)/],
     ['same subdomain', { routes: [{ name: 'a', subdomain: 'x' }, { name: 'b', subdomain: 'x' }] }, 'routes[1] (name "b")', /subdomain "x" is already defined by routes\[0\]/],
     ['same task id', { tasks: [{ id: 't', owner: 'a', endpoints: [{ port: 1, address: 'a' }] }, { id: 't', owner: 'b', endpoints: [{ port: 2, address: 'a' }] }] }, 'tasks[1] (id "t")', /task id "t" is already defined by tasks\[0\]/],
     ['same http route id', { tasks: [{ id: 't', owner: 'a', endpoints: [{ name: 'x', port: 1, address: 'a' }, { name: 'x', port: 2, address: 'a' }] }] }, 'tasks[0].endpoints[1]', /route id "t-x" is already defined by tasks\[0\].endpoints\[0\]/],

@@ -6,7 +6,8 @@ import { routeId } from '../../model/validate';
 import { PollingProvider, type Discovery } from '../polling-provider';
 import type { Publication } from '../provider';
 import { type ApiObject, ClearmlClient, type ClearmlClientOptions, ClearmlError, MAX_PAGE_SIZE, createClearmlClient } from './api-client';
-import { EXTERNAL_SERVICE_TAG, RUNTIME_KEYS, type TcpWriteBack, formatBackend, isObject, parseTasks, runtimeKey } from './parse-task';
+import { formatBackend } from '../../model/validate';
+import { EXTERNAL_SERVICE_TAG, RUNTIME_KEYS, type TcpWriteBack, isObject, parseTasks, runtimeKey } from './parse-task';
 
 /** The fields asked of tasks.get_all: what parsing needs, and a few for operators' logs. */
 export const TASK_FIELDS = ['id', 'name', 'status', 'user', 'company', 'project', 'system_tags', 'runtime', 'execution.queue', 'last_update'];

@@ -34,7 +34,6 @@ export function runtimeKey(base: string, endpoint: string): string {
   return endpoint === '' ? base : `${base}__${endpoint}`;
 }
 
-export { formatBackend } from '../../model/validate';
 
 /** What this router wrote into a TCP endpoint's `external_address`/`external_tcp_port`, and the upstream it replaced. */
 export interface TcpWriteBack {
