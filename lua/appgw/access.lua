@@ -110,15 +110,8 @@ local function affinity_key(ident)
   if sid and sid ~= "" then return "s:" .. sid end
   local ck = var.cookie_appgw_affinity
   if ck and ck ~= "" then return "c:" .. ck end
-  local id = ident and ident.id
-  if id then
-    local k = ident.affinity
-    if not k then
-      k = "t:" .. id
-      ident.affinity = k -- identities of tokens are shared per data version; this is derived only
-    end
-    return k
-  end
+  local k = ident and ident.affinity -- "t:<token id>" (auth.lua), none for ClearML sessions
+  if k then return k end
   local v = sha256.random(12) or ngx.md5(ngx.now() .. var.remote_addr .. var.remote_port)
   ngx.header["Set-Cookie"] = "appgw_affinity=" .. v .. "; Path=/; HttpOnly; SameSite=Lax"
   return "c:" .. v
@@ -206,7 +199,7 @@ function _M.run()
     return
   end
   if not route then
-    return respond.error(404, "route_not_found", "No route matches " .. (uri or "/") .. ".")
+    return health.not_found()
   end
   local ok, why = authz.allowed(ident, route)
   if not ok then

@@ -1,7 +1,8 @@
 -- Who is calling. Credentials, first present wins: X-Gateway-Token; Authorization: Bearer with the
 -- gateway token prefix; ?gw_token= (exchanged for the session cookie by access.lua); the gateway
 -- session cookie; the ClearML web session cookie (validated through the router, cached briefly).
--- Returns identity {id, user, admin, groups, routes, company, via} or nil, status, reason.
+-- Returns identity {id, user, admin, groups, routes, e (expiry), groups_header, affinity} or nil,
+-- status, reason (a ClearML session's identity has no id, expiry or affinity).
 -- Never logs or returns a secret.
 local state = require "appgw.state"
 local sha256 = require "appgw.sha256"
@@ -53,7 +54,7 @@ local function new_identity(id, rec)
   if type(routes) ~= "table" or #routes == 0 then routes = EMPTY_LIST end
   return {
     id = id, user = rec.u, admin = rec.a == true, groups = groups, routes = routes, e = rec.e,
-    groups_header = header,
+    groups_header = header, affinity = "t:" .. id,
   }
 end
 
@@ -107,7 +108,6 @@ local function clearml_identity(cookie)
       local u = state.user(ident.user)
       ident.admin = (u and u.a == true) or ident.role == "admin" or ident.role == "root" or ident.role == "system"
       ident.groups = u and u.g or {}
-      ident.via = "clearml"
       ident.groups_header = concat(ident.groups, ",")
       sessions:set(key, cjson.encode(ident), SESSION_TTL)
       return ident

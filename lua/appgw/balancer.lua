@@ -21,7 +21,8 @@ function _M.run()
       balancer.set_more_tries(n - 1)
     end
   else
-    if balancer.get_last_failure() and ctx.appgw_peer_id then pick.mark_down(ctx.appgw_peer_id) end
+    -- the backend that just failed is the one counted for this request
+    if balancer.get_last_failure() and ctx.appgw_counted then pick.mark_down(ctx.appgw_counted) end
     local order, ids = ctx.appgw_order, ctx.appgw_ids
     if not order then
       order, ids = pick.order_from(backends, ctx.appgw_key or "", ctx.appgw_first)
@@ -40,7 +41,6 @@ function _M.run()
     if ctx.appgw_counted then pick.release(ctx.appgw_counted) end
     pick.acquire(id)
     ctx.appgw_counted = id
-    ctx.appgw_peer_id = id
   end
 end
 

@@ -16,7 +16,6 @@ local bxor, rshift, band, lshift, tobit = bit.bxor, bit.rshift, bit.band, bit.ls
 local crc32 = ngx.crc32_short
 local ceil = math.ceil
 local now = ngx.now
-local state = require "appgw.state"
 
 local _M = {}
 
@@ -46,10 +45,9 @@ local function score(h, seed)
   return fmix(bxor(h, seed))
 end
 
--- per backends list (a decoded route record's `b`, stable until the data version changes):
--- { ids = {"host:port", ...}, seeds = {crc32(id), ...} }
+-- per backends list (a decoded route record's `b`, never modified; a new data version decodes new
+-- lists, and the weak keys let the old entries go): { ids = {"host:port", ...}, seeds = {crc32(id), ...} }
 local meta = setmetatable({}, { __mode = "k" })
-state.on_change(function() meta = setmetatable({}, { __mode = "k" }) end)
 
 local function meta_of(backends)
   local m = meta[backends]

@@ -41,6 +41,22 @@ end
 
 local DATA_KEY = { ["r:"] = true, ["t:"] = true, ["u:"] = true }
 
+-- The settings of a push, when it sends them. Returns ok, err.
+local function put_settings(snap)
+  if type(snap.settings) ~= "table" then return true end
+  return data:safe_set("meta:settings", cjson.encode(snap.settings))
+end
+
+-- The end of every push, after its records: the time, then the version — written last, because
+-- readers drop their caches when it changes.
+local function commit(snap, extra)
+  data:set("meta:pushed_at", ngx.now())
+  data:set("meta:version", snap.version)
+  local out = { ok = true, version = snap.version }
+  for k, v in pairs(extra or {}) do out[k] = v end
+  return reply(200, out)
+end
+
 -- A delta against the version the proxy holds: {epoch, version, base, set = {key = "<record as
 -- JSON>"}, del = {key, ...}, settings?}. Records arrive already encoded and are stored as they
 -- are, so a revocation among ten thousand tokens is a few hundred bytes and a few shared-dict
@@ -50,6 +66,8 @@ local function apply_delta(snap, current, epoch)
   if snap.epoch ~= epoch or snap.base ~= current then
     return reply(409, { error = "base_mismatch", version = current, epoch = epoch })
   end
+  -- a delta that does not move the version would leave every worker's caches as they are
+  if snap.version <= current then return reply(400, { error = "bad_delta", version = current }) end
   local set, del = snap.set, snap.del
   if (set ~= nil and type(set) ~= "table") or (del ~= nil and type(del) ~= "table") then
     return reply(400, { error = "bad_delta" })
@@ -67,14 +85,9 @@ local function apply_delta(snap, current, epoch)
     if not ok then return reply(507, { error = "store_failed", message = "shared dict: " .. tostring(err) }) end
   end
   for _, key in ipairs(del or {}) do data:delete(key) end
-  if type(snap.settings) == "table" then
-    local ok, err = data:safe_set("meta:settings", cjson.encode(snap.settings))
-    if not ok then return reply(507, { error = "store_failed", message = "shared dict: " .. tostring(err) }) end
-  end
-  data:set("meta:pushed_at", ngx.now())
-  -- the version is written last: readers drop their caches when it changes
-  data:set("meta:version", snap.version)
-  return reply(200, { ok = true, version = snap.version, delta = true })
+  local ok, err = put_settings(snap)
+  if not ok then return reply(507, { error = "store_failed", message = "shared dict: " .. tostring(err) }) end
+  return commit(snap, { delta = true })
 end
 
 --- POST /_internal/push: a full snapshot {epoch, version, routes = {key = rec}, tokens = {id =
@@ -96,10 +109,7 @@ function _M.push()
   local ok, err = put_all("r:", snap.routes, keep)
   if ok then ok, err = put_all("t:", snap.tokens or {}, keep) end
   if ok then ok, err = put_all("u:", snap.users or {}, keep) end
-  if ok and type(snap.settings) == "table" then
-    local enc = cjson.encode(snap.settings)
-    ok, err = data:safe_set("meta:settings", enc)
-  end
+  if ok then ok, err = put_settings(snap) end
   if not ok then return reply(507, { error = "store_failed", message = err }) end
   local keys = data:get_keys(0)
   for _, key in ipairs(keys) do
@@ -107,10 +117,7 @@ function _M.push()
     if (p == "r:" or p == "t:" or p == "u:") and not keep[key] then data:delete(key) end
   end
   data:set("meta:epoch", snap.epoch)
-  data:set("meta:pushed_at", ngx.now())
-  -- the version is written last: readers drop their caches when it changes
-  data:set("meta:version", snap.version)
-  return reply(200, { ok = true, version = snap.version })
+  return commit(snap)
 end
 
 --- POST /_internal/denials: hands the queued edge denials to the router (at most 1000 per call).

@@ -64,7 +64,13 @@ end
 function _M.route(key, synced) return get("r:", key, synced) end
 
 --- The token record for a token id, or nil.
-function _M.token(id, synced) return get("t:", id, synced) end
+
+--- Whether token `id` still admits: its record is there (not revoked) and not expired. For the
+--- checks of open streams and WebSockets (watch.lua, tunnel.lua).
+function _M.token_valid(id)
+  local rec = get("t:", id)
+  return rec ~= nil and (not rec.e or rec.e > ngx.time())
+end
 
 --- The token record for a token id, or nil, read from the shared dict and not cached: for
 --- callers that keep what they derive from it (auth.lua's memo of verified tokens), so that ten

@@ -20,9 +20,7 @@ local BUF = 65536
 
 local function still_valid(ident)
   if not ident.id then return true end
-  local rec = state.token(ident.id)
-  if not rec then return false end
-  return not rec.e or rec.e > ngx.time()
+  return state.token_valid(ident.id)
 end
 
 local function request_head(var)

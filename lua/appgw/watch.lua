@@ -21,8 +21,7 @@ function _M.body()
     ngx.arg[1] = nil
     return ngx.ERROR
   end
-  local rec = state.token(id)
-  if rec and (not rec.e or rec.e > ngx.time()) then return end
+  if state.token_valid(id) then return end
   ctx.appgw_closed = "credential_revoked"
   ngx.arg[1] = nil
   ngx.arg[2] = true

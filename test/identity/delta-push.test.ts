@@ -77,6 +77,19 @@ describe('data pushes are deltas (real nginx, 12,000 tokens)', () => {
     expect(JSON.parse((await request({ socketPath: sock, path: '/_internal/state' })).body).version).toBe(state.version);
     expect(await status(plain[5]!)).toBe(200);
   });
+
+  test('a delta that does not move the version forward is refused and changes nothing (the workers would keep their caches)', async () => {
+    const sock = join(g.config.runDir, 'push.sock');
+    const state = JSON.parse((await request({ socketPath: sock, path: '/_internal/state' })).body) as { version: number; epoch: string };
+    const victim = plain[6]!;
+    const id = /^appgw_([a-z0-9]+)_/.exec(victim)![1]!;
+    expect(await status(victim)).toBe(200);
+    const same = await request({ socketPath: sock, path: '/_internal/push', method: 'POST', body: JSON.stringify({ delta: true, epoch: state.epoch, version: state.version, base: state.version, set: {}, del: [`t:${id}`] }) });
+    expect(same.status).toBe(400);
+    expect(JSON.parse(same.body)).toMatchObject({ error: 'bad_delta', version: state.version });
+    expect(JSON.parse((await request({ socketPath: sock, path: '/_internal/state' })).body).version).toBe(state.version);
+    expect(await status(victim)).toBe(200);
+  });
 });
 
 /** A token table that throws once when asked (a store that is briefly unreadable). */
