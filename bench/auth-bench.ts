@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import type { EphemeralRoute, Snapshot, StaticRoute } from '../router/model/type
 import { MemoryTokens, startTestGateway, type TestGateway } from '../test/support/gateway-harness';
 import { ManualProvider } from '../test/support/manual-provider';
 import { freePort } from '../test/support/net';
-import { childPids, cpuSeconds, fetchBody, fetchStatus, median, NginxProc, perfAvailable, runWrk, sleep, Tracker, waitForNewWorkers, runBenchmark, benchNginxConf, plainHttpSettings, floorConf, liveModules, perfUnderLoad, sharedSettings, type PerfView, type WrkResult
+import { childPids, cpuSeconds, fetchBody, fetchStatus, median, NginxProc, perfAvailable, runWrk, sleep, Tracker, hupAndWait, errorLogHead, badLogLines, runBenchmark, benchNginxConf, plainHttpSettings, floorConf, liveShape, perfUnderLoad, type GatewayShape, sharedSettings, type PerfView, type WrkResult
 } from './lib';
 
 /**
@@ -38,7 +38,7 @@ const CHP_PACKAGE = env.BENCH_CHP_PACKAGE ?? 'configurable-http-proxy';
 /** BENCH_FLOOR=0 leaves out the floor targets (bench/lib.ts floorConf). */
 const FLOOR = (env.BENCH_FLOOR ?? '1') !== '0';
 const SECTIONS = new Set((env.BENCH_AUTH_SECTIONS ?? 'auth,static').split(',').map((x) => x.trim()).filter(Boolean));
-const DEADLINE_MS = Number(env.BENCH_DEADLINE_S ?? 280 * SECTIONS.size) * 1000;
+const DEADLINE_MS = Number(env.BENCH_DEADLINE_S ?? 360 * SECTIONS.size) * 1000; // as bench/run.sh
 const WRK_SCRIPT = join(__dirname, 'wrk-tokens.lua');
 const GROUP = 'bench-team';
 const BACKENDS = ['b1', 'b2', 'b3', 'b4'];
@@ -137,9 +137,9 @@ async function startNginx(name: string, conf: (dir: string) => string, ready: ()
 }
 
 /** A floor target (bench/lib.ts floorConf): the gateway's shape doing only its unskippable work. */
-async function startFloor(name: string, backends: number[], modules: string[], kind: 'task' | 'static'): Promise<{ url: string; pids: () => number[] }> {
+async function startFloor(name: string, backends: number[], shape: GatewayShape, kind: 'task' | 'static'): Promise<{ url: string; pids: () => number[] }> {
   const port = await freePort();
-  const { proc } = await startNginx(name, (dir) => floorConf(dir, port, backends, modules, { ops: true, kind }), async () => (await fetchStatus(`http://127.0.0.1:${port}/`)) === 200);
+  const { proc } = await startNginx(name, (dir) => floorConf(dir, port, backends, shape, { ops: true, kind }), async () => (await fetchStatus(`http://127.0.0.1:${port}/`)) === 200);
   return { url: `http://127.0.0.1:${port}/`, pids: () => childPids(proc.pid) };
 }
 
@@ -468,7 +468,7 @@ const MICRO_LOCATION = `location = /_bench/tokens {
         for i = 1, 10000 do local j = (i % n) + 1; auth.check_token(a[j] .. b[j]) end
         out.bytes_per_call = math.floor((collectgarbage("count") - k0) * 1024 / 10000 + 0.5)
         collectgarbage("restart")
-        -- the static route's backend choice (issue 5): rendezvous order over its 4 backends for
+        -- the static route's backend choice (issue 5): pick.first over its 4 backends for
         -- the affinity key of each token, and the bounded-load in-flight count (+1, -1)
         local route = state.route("s:llm")
         if route and route.b and #route.b > 1 then
@@ -477,7 +477,7 @@ const MICRO_LOCATION = `location = /_bench/tokens {
             for i = 1, n do keys[i] = "t:" .. (auth.parse(a[i] .. b[i]) or i) end
             t0 = clock()
             for i = 1, N do local j = (i % n) + 1; pick.first(route.b, keys[j]) end
-            out.pick_order_ns = math.floor((clock() - t0) * 1e9 / N + 0.5)
+            out.pick_first_ns = math.floor((clock() - t0) * 1e9 / N + 0.5)
             local peer = pick.id(route.b, 1)
             t0 = clock()
             for i = 1, N do pick.acquire(peer); pick.release(peer) end
@@ -511,15 +511,10 @@ async function micro(g: TestGateway, files: Record<string, string>, ready: () =>
   const text = readFileSync(conf, 'utf8');
   if (!/\nlocation \/ \{/.test(text)) throw new Error(`micro: no "location / {" in ${conf} (did the template change?)`);
   writeFileSync(conf, text.replace(/\nlocation \/ \{/, `\n${MICRO_LOCATION}\nlocation / {`));
-  const before = new Set(childPids(master));
-  process.kill(master, 'SIGHUP');
-  await waitForNewWorkers(master, before, ready);
   const out: Record<string, unknown> = {};
   // a fresh worker per case, so that one case's memo and heap do not carry into the next
   for (const [k, f] of Object.entries(files)) {
-    const b0 = new Set(childPids(master));
-    process.kill(master, 'SIGHUP');
-    await waitForNewWorkers(master, b0, ready);
+    await hupAndWait(master, ready);
     const body = await getSlow(`${g.url}/_bench/tokens?file=${encodeURIComponent(f)}&n=100000`);
     try {
       out[k] = JSON.parse(body);
@@ -575,17 +570,7 @@ interface Result {
 }
 
 function errorLogBad(g: TestGateway): string[] {
-  const path = join(g.dir, 'logs', 'error.log');
-  if (!existsSync(path)) return [];
-  const size = statSync(path).size;
-  const fd = openSync(path, 'r');
-  const buf = Buffer.alloc(Math.min(size, 4 << 20));
-  readSync(fd, buf, 0, buf.length, 0);
-  closeSync(fd);
-  return buf
-    .toString('utf8')
-    .split('\n')
-    .filter((l) => /\[(error|crit|alert|emerg)\]/.test(l));
+  return badLogLines(errorLogHead(g.dir).text);
 }
 
 async function cleanup(): Promise<void> {
@@ -724,7 +709,7 @@ async function main(): Promise<void> {
     ];
     if (EXTRA_TOKENS > 0) targets.push({ key: 'gwExtra', name: `gateway, ${TOKENS + EXTRA_TOKENS} tokens`, url: gwService, tokens: fileExtra, pids: gwPids });
     if (FLOOR) {
-      const fl = await startFloor('floor-task', [ports[0]!], liveModules(g.config.nginxDir), 'task');
+      const fl = await startFloor('floor-task', [ports[0]!], liveShape(g.config.nginxDir), 'task');
       targets.push({ key: 'floor', name: 'floor: task-route shape + unskippable per-request work, no logic', tokens: fileMany, ...fl });
     }
     let chpInfo: NonNullable<Result['auth']>['chp'] = null;
@@ -766,7 +751,7 @@ async function main(): Promise<void> {
       { key: 'gw', name: `gateway static route, 4 backends, ${TOKENS} tokens`, url: gwStatic, tokens: fileMany, pids: gwPids },
     ];
     if (FLOOR) {
-      const fl = await startFloor('floor-static', ports, liveModules(g.config.nginxDir), 'static');
+      const fl = await startFloor('floor-static', ports, liveShape(g.config.nginxDir), 'static');
       targets.push({ key: 'floor', name: 'floor: static-route shape (4 backends) + unskippable per-request work, no logic', tokens: fileMany, ...fl });
     }
     const heavy = await rounds('static, throughput', targets, SECONDS, CONNS, true);
@@ -909,7 +894,7 @@ function report(r: Result): void {
     for (const [k, v] of Object.entries(r.micro)) {
       const m = v as Record<string, number | string>;
       if (typeof m !== 'object' || m === null) lines.push(`micro: ${String(v)}`);
-      else lines.push(`| ${k} | ${m.check_token_ns ?? m.error} | ${m.with_garbage_ns ?? ''} (${m.garbage_bytes ?? '?'} B) | ${m.with_garbage_pause400_ns ?? ''} | ${m.bytes_per_call ?? ''} | ${m.heap_kb ?? ''} | ${m.full_gc_ms ?? ''} | ${m.pick_order_ns ?? ''} | ${m.acquire_release_ns ?? ''} |`);
+      else lines.push(`| ${k} | ${m.check_token_ns ?? m.error} | ${m.with_garbage_ns ?? ''} (${m.garbage_bytes ?? '?'} B) | ${m.with_garbage_pause400_ns ?? ''} | ${m.bytes_per_call ?? ''} | ${m.heap_kb ?? ''} | ${m.full_gc_ms ?? ''} | ${m.pick_first_ns ?? ''} | ${m.acquire_release_ns ?? ''} |`);
     }
   }
   lines.push('', `pushes by the router: ${r.pushes}; data version changes seen after the start (each one empties the workers' token memo; the static section makes 6 itself): ${(r.versionChanges ?? []).map((c) => `${c.from}→${c.to} at ${c.at} during ${c.during}`).join('; ') || 'none'}`);

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -22,16 +22,18 @@ import {
   runWrk,
   sleep,
   Tracker,
-  waitForNewWorkers,
   type WrkResult,
   runBenchmark,
   benchNginxConf,
   plainHttpSettings,
   floorConf,
-  liveModules,
-  gatewayProxySettings,
+  liveShape,
+  appgwVarMaps,
   perfUnderLoad,
   sharedSettings,
+  hupAndWait,
+  errorLogHead,
+  badLogLines,
 } from './lib';
 
 /**
@@ -105,14 +107,13 @@ function backendConf(dir: string, port: number): string {
   );
 }
 
-/** The proxy settings the gateway renders, for the ablation (bench/lib.ts gatewayProxySettings). */
-const GATEWAY_PROXY_SETTINGS = `\n${gatewayProxySettings({ connection: '$plain_connection', prefix: '""', user: '""', groups: '""' }, '            ')}`;
-
-function plainConf(dir: string, port: number, backendPort: number, opts: { accessLog: boolean; gatewayProxySettings: boolean }): string {
+/** Plain nginx; `proxySettings` (the ablation): the gateway's proxy lines (liveShape) instead of its own. */
+function plainConf(dir: string, port: number, backendPort: number, opts: { accessLog: boolean; proxySettings?: string[] }): string {
+  const proxy = opts.proxySettings ?? ['proxy_http_version 1.1;', 'proxy_set_header Connection "";'];
   return benchNginxConf(
     dir,
     `${plainHttpSettings(dir, opts.accessLog)}
-    map $http_upgrade $plain_connection { default upgrade; '' ''; }
+${appgwVarMaps(proxy)}
     upstream backend {
         server 127.0.0.1:${backendPort};
         keepalive 512;
@@ -123,8 +124,7 @@ function plainConf(dir: string, port: number, backendPort: number, opts: { acces
         listen 127.0.0.1:${port} backlog=4096;
         location / {
             proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";${opts.gatewayProxySettings ? GATEWAY_PROXY_SETTINGS : ''}
+${proxy.map((l) => `            ${l}`).join('\n')}
         }
     }`,
   );
@@ -391,26 +391,14 @@ interface Stages {
 
 /** The gateway's error log, read from its first 4 MB (it can grow large): size, [error]+ lines, most frequent lines. */
 function errorLines(g: TestGateway): { bytes: number; bad: string[]; top: Array<[string, number]> } {
-  const path = join(g.dir, 'logs', 'error.log');
-  let bytes = 0;
-  let text = '';
-  try {
-    bytes = statSync(path).size;
-    const fd = openSync(path, 'r');
-    const buf = Buffer.alloc(Math.min(bytes, 4 << 20));
-    readSync(fd, buf, 0, buf.length, 0);
-    closeSync(fd);
-    text = buf.toString('utf8');
-  } catch {
-    return { bytes, bad: [], top: [] };
-  }
+  const { bytes, text } = errorLogHead(g.dir);
   const lines = text.split('\n').filter(Boolean);
   const counts = new Map<string, number>();
   for (const l of lines) {
     const k = l.replace(/^\S+ \S+ /, '').replace(/\d+#\d+: (\*\d+ )?/, '').slice(0, 160);
     counts.set(k, (counts.get(k) ?? 0) + 1);
   }
-  return { bytes, bad: lines.filter((l) => /\[(error|crit|alert|emerg)\]/.test(l)), top: [...counts].sort((a, b) => b[1] - a[1]).slice(0, 3) };
+  return { bytes, bad: badLogLines(text), top: [...counts].sort((a, b) => b[1] - a[1]).slice(0, 3) };
 }
 
 /** Resolves once every apply that reached `nginx -t` has reported (at most 30 s). */
@@ -659,7 +647,6 @@ async function profile(g: TestGateway, plain: { proc: NginxProc; port: number; d
   const files = {
     main: join(live, 'nginx.conf'),
     common: join(live, 'server-common.conf'),
-    sha: join(g.config.luaDir, 'appgw', 'sha256.lua'),
     access: join(g.config.luaDir, 'appgw', 'access.lua'),
     locations: join(live, 'gateway-locations.conf'),
   };
@@ -668,13 +655,9 @@ async function profile(g: TestGateway, plain: { proc: NginxProc; port: number; d
     for (const [k, f] of Object.entries(files)) writeFileSync(f, original[k as keyof typeof files]);
   };
   const gwReady = async () => (await fetchStatus(gwTarget.url, headers)) === 200;
-  const reloadGw = async () => {
-    const before = new Set(childPids(master));
-    process.kill(master, 'SIGHUP');
-    await waitForNewWorkers(master, before, gwReady);
-  };
+  const reloadGw = () => hupAndWait(master, gwReady);
   const plainReady = async () => (await fetchStatus(plainTarget.url)) === 200;
-  const plainVariant = async (opts: { accessLog: boolean; gatewayProxySettings: boolean }) => {
+  const plainVariant = async (opts: { accessLog: boolean; proxySettings?: string[] }) => {
     writeFileSync(join(plain.dir, 'nginx.conf'), plainConf(plain.dir, plain.port, backend.port, opts));
     await plain.proc.reload(plainReady);
   };
@@ -707,9 +690,9 @@ async function profile(g: TestGateway, plain: { proc: NginxProc; port: number; d
     },
   ];
   const variants: Array<{ name: string; target: Target; apply: () => Promise<void> }> = [
-    { name: 'plain (as above)', target: plainTarget, apply: () => plainVariant({ accessLog: true, gatewayProxySettings: false }) },
-    { name: 'plain, no access log', target: plainTarget, apply: () => plainVariant({ accessLog: false, gatewayProxySettings: false }) },
-    { name: 'plain, no log, gw proxy settings', target: plainTarget, apply: () => plainVariant({ accessLog: false, gatewayProxySettings: true }) },
+    { name: 'plain (as above)', target: plainTarget, apply: () => plainVariant({ accessLog: true }) },
+    { name: 'plain, no access log', target: plainTarget, apply: () => plainVariant({ accessLog: false }) },
+    { name: 'plain, no log, gw proxy settings', target: plainTarget, apply: () => plainVariant({ accessLog: false, proxySettings: liveShape(g.config.nginxDir).proxySettings }) },
     ...gatewayVariants.map(({ name, edits }) => ({
       name,
       target: gwTarget,
@@ -739,7 +722,7 @@ async function profile(g: TestGateway, plain: { proc: NginxProc; port: number; d
       await run(v.name, v.target);
     }
   }
-  await plainVariant({ accessLog: true, gatewayProxySettings: false });
+  await plainVariant({ accessLog: true });
   for (const [k, rs] of Object.entries(results)) out.variants[k] = summarize(rs);
 
   // the hot path's pieces timed in a loop inside the worker: immune to the noise of shared cores
@@ -806,7 +789,7 @@ async function main(): Promise<void> {
   log(`temp dir ${root}; wrk on CPU ${LOAD_CPU ?? '(not pinned)'}; servers on CPUs ${process.env.BENCH_SERVER_CPU ?? '(not pinned)'}`);
 
   backend = await startNginx('backend', backendConf, async (port) => (await fetchStatus(`http://127.0.0.1:${port}/`)) === 200);
-  const plain = await startNginx('plain', (dir, port) => plainConf(dir, port, backend.port, { accessLog: true, gatewayProxySettings: false }), async (port) => (await fetchStatus(`http://127.0.0.1:${port}/`)) === 200);
+  const plain = await startNginx('plain', (dir, port) => plainConf(dir, port, backend.port, { accessLog: true }), async (port) => (await fetchStatus(`http://127.0.0.1:${port}/`)) === 200);
 
   const provider = new ManualProvider();
   const tokens = new MemoryTokens();
@@ -836,9 +819,9 @@ async function main(): Promise<void> {
   // the floor: nginx with the gateway's shape and Lua that does nothing, or only what it cannot skip
   const extra: Target[] = [];
   if (SECTIONS.has('floor') && SECTIONS.has('throughput')) {
-    const modules = liveModules(g.config.nginxDir);
+    const shape = liveShape(g.config.nginxDir);
     for (const [name, ops] of [['floor-empty', false], ['floor-ops', true]] as const) {
-      const f = await startNginx(name, (dir, port) => floorConf(dir, port, [backend.port], modules, { ops, kind: 'task' }), async (port) => (await fetchStatus(`http://127.0.0.1:${port}/`, headers)) === 200);
+      const f = await startNginx(name, (dir, port) => floorConf(dir, port, [backend.port], shape, { ops, kind: 'task' }), async (port) => (await fetchStatus(`http://127.0.0.1:${port}/`, headers)) === 200);
       extra.push({ name: ops ? 'floor: gateway shape + unskippable per-request work' : 'floor: gateway shape, empty Lua hooks', url: `http://127.0.0.1:${f.port}/`, workers: () => childPids(f.proc.pid) });
     }
   }

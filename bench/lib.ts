@@ -1,11 +1,12 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 
 /**
- * Helpers of the benchmark (bench/core-bench.ts): wrk runs and their parsing, nginx processes the
- * benchmark starts and stops itself, CPU accounting from /proc, small statistics.
+ * Helpers of the benchmarks (bench/core-bench.ts, bench/auth-bench.ts): wrk runs and their parsing,
+ * nginx processes they start and stop themselves, CPU accounting from /proc, perf, the floor
+ * targets, small statistics.
  * Benchmark code only; nothing in router/ or test/ imports it.
  */
 
@@ -168,9 +169,7 @@ export class NginxProc {
 
   /** Re-reads the config (HUP) and resolves once only new workers serve. */
   async reload(ready: () => Promise<boolean>): Promise<void> {
-    const before = new Set(childPids(this.pid));
-    process.kill(this.pid, 'SIGHUP');
-    await waitForNewWorkers(this.pid, before, ready);
+    await hupAndWait(this.pid, ready);
   }
 
   /** Fast shutdown (TERM), KILL after 5 s. */
@@ -186,6 +185,13 @@ export class NginxProc {
 }
 
 /** Resolves once the master's workers are all new (none of `before`) and `ready` answers. */
+/** HUPs the nginx master `master` and resolves once only new workers are left and `ready()` holds. */
+export async function hupAndWait(master: number, ready: () => Promise<boolean>): Promise<void> {
+  const before = new Set(childPids(master));
+  process.kill(master, 'SIGHUP');
+  await waitForNewWorkers(master, before, ready);
+}
+
 export async function waitForNewWorkers(master: number, before: Set<number>, ready: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
@@ -245,6 +251,23 @@ export function fetchBody(url: string, headers: Record<string, string> = {}, soc
     r.setTimeout(5000, () => r.destroy());
     r.on('error', () => resolve(''));
   });
+}
+
+/** The first 4 MB of a gateway's nginx error log and its size (bytes 0 and "" when there is none). */
+export function errorLogHead(dir: string): { bytes: number; text: string } {
+  const path = join(dir, 'logs', 'error.log');
+  if (!existsSync(path)) return { bytes: 0, text: '' };
+  const bytes = statSync(path).size;
+  const fd = openSync(path, 'r');
+  const buf = Buffer.alloc(Math.min(bytes, 4 << 20));
+  readSync(fd, buf, 0, buf.length, 0);
+  closeSync(fd);
+  return { bytes, text: buf.toString('utf8') };
+}
+
+/** Pure. The lines of an nginx error log at [error] or worse. */
+export function badLogLines(text: string): string[] {
+  return text.split('\n').filter((l) => /\[(error|crit|alert|emerg)\]/.test(l));
 }
 
 /** Pure. The median of a non-empty list. */
@@ -391,30 +414,6 @@ export async function perfUnderLoad(worker: number, file: string, load: Omit<Par
 // the floor: the gateway's shape with no logic in its Lua hooks
 
 /**
- * The forwarding headers and streaming settings the gateway renders
- * (templates/server-common.conf.hbs), with the given values for its per-request variables.
- */
-export function gatewayProxySettings(v: { connection: string; prefix: string; user: string; groups: string }, indent: string): string {
-  return [
-    'proxy_set_header Host $http_host;',
-    'proxy_set_header Upgrade $http_upgrade;',
-    `proxy_set_header Connection ${v.connection};`,
-    'proxy_set_header X-Real-IP $remote_addr;',
-    'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
-    'proxy_set_header X-Forwarded-Proto $scheme;',
-    'proxy_set_header X-Forwarded-Host $host;',
-    `proxy_set_header X-Forwarded-Prefix ${v.prefix};`,
-    `proxy_set_header X-Forwarded-User ${v.user};`,
-    `proxy_set_header X-Forwarded-Groups ${v.groups};`,
-    'proxy_set_header X-Gateway-Token "";',
-    'proxy_buffering off;',
-    'proxy_request_buffering off;',
-  ]
-    .map((l) => `${indent}${l}`)
-    .join('\n');
-}
-
-/**
  * The per-request Lua of a floor target. `ops: false`: the hooks do nothing (the balancer only
  * sets the first backend). `ops: true`: only the work that no implementation of the design can
  * skip, with no logic (no route lookup, no token check, no authorization): the handoff from the
@@ -482,27 +481,22 @@ return _M
  * An nginx with the gateway's shape (templates/nginx.conf.hbs and server-common.conf.hbs: its
  * modules, access log with the gateway's fields, forwarding headers, an upstream chosen by
  * balancer_by_lua with keep-alive, the access and body-filter hooks, and for a static route the
- * log hook) whose Lua does nothing or only the work floorLua() lists. Writes floor.lua in `dir`.
+ * log hook; modules and proxy settings read from the live gateway, see liveShape) whose Lua does nothing or only the work floorLua() lists. Writes floor.lua in `dir`.
  */
-export function floorConf(dir: string, port: number, backends: number[], modules: string[], opts: { ops: boolean; kind: 'task' | 'static' }): string {
+export function floorConf(dir: string, port: number, backends: number[], shape: GatewayShape, opts: { ops: boolean; kind: 'task' | 'static' }): string {
   const hook = (phase: string) =>
     opts.ops ? `{ require("floor").${phase}() }` : phase === 'balancer' ? `{ require("ngx.balancer").set_current_peer("127.0.0.1", ${backends[0]}) }` : '{ }';
   writeFileSync(join(dir, 'floor.lua'), floorLua(backends, opts.kind));
-  return `${modules.map((m) => `load_module ${m};\n`).join('')}${benchNginxConf(
+  return `${shape.modules.map((m) => `load_module ${m};\n`).join('')}${benchNginxConf(
     dir,
     `${plainHttpSettings(dir, false)}
     lua_package_path "${dir}/?.lua;/usr/share/lua/5.1/?.lua;/usr/local/openresty/lualib/?.lua;;";
-    map "" $appgw_prefix { default ""; }
-    map "" $appgw_user { default ""; }
-    map "" $appgw_groups { default ""; }
-    map "" $appgw_log_route { default ""; }
-    map "" $appgw_log_token { default ""; }
+${appgwVarMaps(shape.proxySettings, ['appgw_user', 'appgw_log_route', 'appgw_log_token'])}
     log_format appgw_json escape=json '{"time":"$time_iso8601","client":"$remote_addr",'
         '"method":"$request_method","host":"$host","path":"$uri","status":$status,'
         '"bytes":$body_bytes_sent,"duration":$request_time,"upstream":"$upstream_addr",'
         '"route":"$appgw_log_route","user":"$appgw_user","token":"$appgw_log_token"}';
     access_log ${dir}/access.log appgw_json buffer=64k flush=1s;
-    map $http_upgrade $appgw_connection { default upgrade; '' ''; }
     upstream appgw_backend {
         server 0.0.0.1:1;
         balancer_by_lua_block ${hook('balancer')}
@@ -514,10 +508,7 @@ export function floorConf(dir: string, port: number, backends: number[], modules
         listen 127.0.0.1:${port} backlog=4096;
         access_by_lua_block ${hook('access')}
         body_filter_by_lua_block ${hook('body')}
-        proxy_http_version 1.1;
-${gatewayProxySettings({ connection: '$appgw_connection', prefix: '$appgw_prefix', user: '$appgw_user', groups: '$appgw_groups' }, '        ')}
-        proxy_next_upstream error timeout http_502 http_503 http_504;
-        proxy_next_upstream_tries 4;
+${shape.proxySettings.map((l) => `        ${l}`).join('\n')}
         location / {
             proxy_pass http://appgw_backend;${opts.kind === 'static' ? `\n            log_by_lua_block ${hook('log')}` : ''}
         }
@@ -525,7 +516,26 @@ ${gatewayProxySettings({ connection: '$appgw_connection', prefix: '$appgw_prefix
   )}`;
 }
 
-/** The `load_module` lines of a gateway's live nginx.conf (the floor loads the same modules). */
-export function liveModules(nginxDir: string): string[] {
-  return [...readFileSync(join(realpathSync(join(nginxDir, 'current')), 'nginx.conf'), 'utf8').matchAll(/^load_module (\S+);$/gm)].map((m) => m[1]!);
+/** What the floor and the ablation take from a gateway's live config, so they never drift from it. */
+export interface GatewayShape {
+  /** The `load_module` paths of its nginx.conf. */
+  modules: string[];
+  /** The `proxy_*` lines of its server-common.conf: forwarding headers, buffering, timeouts, retries. */
+  proxySettings: string[];
+}
+
+export function liveShape(nginxDir: string): GatewayShape {
+  const live = realpathSync(join(nginxDir, 'current'));
+  const modules = [...readFileSync(join(live, 'nginx.conf'), 'utf8').matchAll(/^load_module (\S+);$/gm)].map((m) => m[1]!);
+  const proxySettings = readFileSync(join(live, 'server-common.conf'), 'utf8').split('\n').filter((l) => l.startsWith('proxy_'));
+  return { modules, proxySettings };
+}
+
+/**
+ * `map` declarations for the `$appgw_*` variables that `lines` use (and `more`): "" by default,
+ * except `$appgw_connection`, which follows Upgrade as in the gateway's nginx.conf.
+ */
+export function appgwVarMaps(lines: string[], more: string[] = []): string {
+  const names = new Set([...lines.join('\n').matchAll(/\$(appgw_\w+)/g)].map((m) => m[1]!).concat(more));
+  return [...names].map((n) => (n === 'appgw_connection' ? `    map $http_upgrade $appgw_connection { default upgrade; '' ''; }` : `    map "" $${n} { default ""; }`)).join('\n');
 }

@@ -17,7 +17,7 @@ script=bench/core-bench.ts
 auth_sections=''
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) export BENCH_SECONDS=3 BENCH_RUNS=1 BENCH_PUSH_TRIES=10 BENCH_RELOAD_TRIES=3 BENCH_SECTIONS=throughput,push,reload BENCH_LIGHT_SECONDS=2 ;;
+    --quick) export BENCH_SECONDS=3 BENCH_RUNS=1 BENCH_PUSH_TRIES=10 BENCH_RELOAD_TRIES=3 BENCH_SECTIONS=throughput,floor,push,reload BENCH_LIGHT_SECONDS=2 ;;
     --json) export BENCH_OUT="$(realpath -m "$2")"; shift ;;
     auth|static) script=bench/auth-bench.ts; auth_sections="${auth_sections:+$auth_sections,}$1" ;;
     *) echo "usage: bash bench/run.sh [auth] [static] [--quick] [--json FILE]" >&2; exit 64 ;;
@@ -26,8 +26,8 @@ while [ $# -gt 0 ]; do
 done
 if [ -n "$auth_sections" ]; then
   export BENCH_AUTH_SECTIONS="$auth_sections"
-  # auth-bench.ts stops itself after 280 s per section unless BENCH_DEADLINE_S says otherwise
-  : "${BENCH_DEADLINE_S:=$(( 280 * $(tr ',' '\n' <<<"$auth_sections" | wc -l) ))}"
+  # auth-bench.ts stops itself after 360 s per section (its own default too) unless BENCH_DEADLINE_S says otherwise
+  : "${BENCH_DEADLINE_S:=$(( 360 * $(tr ',' '\n' <<<"$auth_sections" | wc -l) ))}"
   export BENCH_DEADLINE_S
 fi
 

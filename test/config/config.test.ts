@@ -1,24 +1,13 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { type Config, VARIABLES, parseConfig, parseDuration, parseEnvFile } from '../../router/config';
-import { UserError } from '../../router/errors';
+import { thrown } from '../support/errors';
 
 const ROOT = join(__dirname, '..', '..');
 const EXAMPLE_FILE = join(ROOT, 'runtime.env.example');
 const CWD = '/srv/gw';
 const SPEC = new Map(VARIABLES.map((v) => [v.name, v]));
 const ALL_NAMES = new Set(VARIABLES.flatMap((v) => [v.name, ...(v.aliases ?? [])]));
-
-/** Runs `f` and returns the UserError it throws; fails when it throws nothing or something else. */
-function userError(f: () => unknown): UserError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof UserError) return e;
-    throw e;
-  }
-  throw new Error('expected a UserError, nothing was thrown');
-}
 
 describe('parseConfig: defaults', () => {
   it('gives the documented defaults for an empty environment', () => {
@@ -137,7 +126,7 @@ describe('parseConfig: bad values', () => {
 
   it.each(VARIABLES.map((v) => [v.name, v.expects] as const))('%s: a bad value stops with one line naming it and what it expects', (name, expects) => {
     const bad = BAD[name]!;
-    const e = userError(() => parseConfig({ ...bad.with, [name]: bad.value }, CWD));
+    const e = thrown(() => parseConfig({ ...bad.with, [name]: bad.value }, CWD));
     expect(e.code).toBe('CONFIG_INVALID');
     expect(e.message.startsWith(`${name} is `)).toBe(true);
     expect(e.message).toContain(`; expected ${expects}`);
@@ -152,13 +141,13 @@ describe('parseConfig: bad values', () => {
     ['the TCP range is reversed', { TCP_PORT_START: '30100', TCP_PORT_END: '30000' }, 'TCP_PORT_END is "30000"; expected a TCP port 1-65535, not below TCP_PORT_START'],
     ['a URL carries credentials', { ROUTER_URL: 'https://user:pw@gw.example.com' }, 'ROUTER_URL is "https://user:pw@gw.example.com"; expected'],
   ])('%s', (_case, env, message) => {
-    const e = userError(() => parseConfig(env, CWD));
+    const e = thrown(() => parseConfig(env, CWD));
     expect(e.code).toBe('CONFIG_INVALID');
     expect(e.message.startsWith(message)).toBe(true);
   });
 
   it('cuts a long bad value in the message', () => {
-    const e = userError(() => parseConfig({ PROXY_MODE: 'x'.repeat(5000) }, CWD));
+    const e = thrown(() => parseConfig({ PROXY_MODE: 'x'.repeat(5000) }, CWD));
     expect(e.message.length).toBeLessThan(300);
   });
 });
@@ -199,7 +188,7 @@ describe('parseConfig: aliases', () => {
 
   it.each(pairs)('a bad %s given as %s stops with one line naming it', (name, alias) => {
     const bad = BAD[name]!;
-    const e = userError(() => parseConfig({ ...bad.with, [alias]: bad.value }, CWD));
+    const e = thrown(() => parseConfig({ ...bad.with, [alias]: bad.value }, CWD));
     expect(e.code).toBe('CONFIG_INVALID');
     expect(e.message.startsWith(`${alias} is `) || e.message.startsWith(`${name} is `)).toBe(true);
     expect(e.message).not.toMatch(/[\n\r]/);
@@ -207,7 +196,7 @@ describe('parseConfig: aliases', () => {
 
   it.each(pairs)('a bad %s given as %s names the alias and what it expects', (name, alias) => {
     const bad = BAD[name]!;
-    const e = userError(() => parseConfig({ ...bad.with, [alias]: bad.value }, CWD));
+    const e = thrown(() => parseConfig({ ...bad.with, [alias]: bad.value }, CWD));
     expect(e.message.startsWith(`${alias} is `)).toBe(true);
     expect(e.message).toContain(`; expected ${SPEC.get(name)!.expects}`);
   });
@@ -252,7 +241,7 @@ describe('parseEnvFile', () => {
     ['a key starting with a digit', '1KEY=x\n', 1, '1KEY=x'],
     ['a shell command', '# ok\nexport\n', 2, 'export'],
   ])('%s is named with its line number', (_case, text, line, shown) => {
-    const e = userError(() => parseEnvFile(text, 'runtime.env'));
+    const e = thrown(() => parseEnvFile(text, 'runtime.env'));
     expect(e.code).toBe('ENV_FILE_UNREADABLE');
     expect(e.message).toBe(`runtime.env:${line}: expected KEY=VALUE, got ${JSON.stringify(shown)}`);
   });
@@ -340,7 +329,7 @@ describe('runtime.env.example (drift)', () => {
     expect(placeholders.map((e) => e.name).sort()).toEqual(Object.keys(PLACEHOLDER_STAND_INS).sort());
     for (const e of placeholders) {
       const env = { CLEARML_API_HOST: 'https://api.example.com', ...PLACEHOLDER_STAND_INS, [e.name]: e.example };
-      expect(userError(() => parseConfig(env, CWD)).message.startsWith(`${e.name} is `)).toBe(true);
+      expect(thrown(() => parseConfig(env, CWD)).message.startsWith(`${e.name} is `)).toBe(true);
     }
   });
 

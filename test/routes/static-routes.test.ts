@@ -12,22 +12,17 @@ import { StoreTokens } from '../../router/store-tokens';
 import { startEcho, type EchoBackend } from '../support/echo-backend';
 import { startTestGateway, type TestGateway } from '../support/gateway-harness';
 import { req, type Res } from '../support/http';
+import { type CliRun } from '../support/cli';
 import { freePort, waitFor } from '../support/net';
 
 const SETUP = { name: 'test-setup', principal: null, client: null };
 const REPO = resolve(__dirname, '..', '..');
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
 /**
  * `appgw route ...` in a separate process (tsx, like bin/appgw) on the suite's DATA_DIR: the
  * running router must notice the change through the store alone.
  */
-function appgwRoute(env: { DATA_DIR: string; ROUTES_FILE: string }, ...args: string[]): Promise<Run> {
+function appgwRoute(env: { DATA_DIR: string; ROUTES_FILE: string }, ...args: string[]): Promise<CliRun> {
   const script = `
     require('tsx/cjs');
     const { Command } = require('commander');

@@ -178,7 +178,6 @@ function canListen(port: number): Promise<boolean> {
   });
 }
 
-/** `n` contiguous ports that are free right now, starting at a port the OS handed out. */
 /**
  * `n` contiguous ports that accept a listener now, below the kernel's ephemeral range
  * (32768–60999 here): ports from freePort() (bind to 0) — the other test files' backends and
