@@ -82,12 +82,7 @@ local function resolve(kind, uri)
     local key = "e:" .. id
     local route = state.route(key, true)
     if not route then return nil, nil, false, key end
-    local prefix = route.prefix
-    if not prefix then
-      prefix = "/service/" .. id
-      route.prefix = prefix
-    end
-    return route, prefix, slash == "", key
+    return route, route.p, slash == "", key
   elseif kind == "path" then
     local hit = static_path(uri)
     local key = hit[1]

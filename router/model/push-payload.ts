@@ -10,7 +10,7 @@ export interface EdgeRoute {
   b: Array<[string, number]>;
   /** Strip the prefix before proxying. */
   s: boolean;
-  /** Prefix to strip (static path routes), without trailing slash. */
+  /** The path prefix, without trailing slash: `/service/<id>` of a task route (the edge strips it or not, by `s`, and redirects the bare form); a static path route that strips it. */
   p?: string;
   /** Owner (ephemeral). */
   o?: string;
@@ -92,7 +92,7 @@ export function buildPushData(
       return ip ? [[ip, b.port]] : [];
     });
   for (const r of desired.ephemeral) {
-    const rec: EdgeRoute = { n: r.id, k: 'e', b: addrs([r.backend]), s: r.stripPrefix, t: r.taskId };
+    const rec: EdgeRoute = { n: r.id, k: 'e', b: addrs([r.backend]), s: r.stripPrefix, t: r.taskId, p: `/service/${r.id}` };
     if (r.owner) rec.o = r.owner;
     if (r.company) rec.c = r.company;
     const share = identity.shares[r.taskId];
