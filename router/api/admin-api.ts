@@ -178,18 +178,19 @@ function backendHealth(live: LiveRoute | undefined): RouteView['backend_health']
   return live?.health ? live.health.backends.map((b) => ({ backend: b.backend, state: b.state, reason: b.reason, since: b.since, checked_at: b.checked_at })) : null;
 }
 
-/** The problem shown when every backend fails the active health check. */
-function allDown(live: LiveRoute | undefined): string | null {
-  const h = live?.health;
-  if (!h || live!.backends.length > 0 || !h.backends.some((b) => b.state === 'down')) return null;
-  return 'every backend fails its health check; the route answers 503 until one passes';
-}
-
-function liveStatus(enabled: boolean, live: string[], reachable: Set<string> | null, down: boolean): RouteStatusText {
-  if (!enabled) return 'Disabled';
-  if (live.length === 0) return down ? 'Pending' : 'Not in use';
-  if (reachable !== null && !live.some((b) => reachable.has(b))) return 'Pending';
-  return 'Routing';
+/**
+ * The status of a route the router has taken in, and its problem: Pending with a reason when every
+ * backend fails the active health check (the edge answers 503), Pending when none of its live
+ * backends accepts connections (`reachable`, when probed).
+ */
+function liveState(enabled: boolean, live: LiveRoute, reachable: Set<string> | null): { status: RouteStatusText; problem: string | null } {
+  if (!enabled) return { status: 'Disabled', problem: null };
+  if (live.backends.length === 0) {
+    const allDown = live.health?.backends.some((b) => b.state === 'down') ?? false;
+    return allDown ? { status: 'Pending', problem: 'every backend fails its health check; the route answers 503 until one passes' } : { status: 'Not in use', problem: null };
+  }
+  if (reachable !== null && !live.backends.some((b) => reachable.has(b))) return { status: 'Pending', problem: null };
+  return { status: 'Routing', problem: null };
 }
 
 /**
@@ -211,9 +212,9 @@ export function buildRouteViews(input: RouteViewInput): RouteView[] {
     let problem = problemOf(rejections, STORE_PROVIDER, s.name);
     if (!input.status) status = 'Unknown';
     else if (mine) {
-      const down = allDown(mine);
-      status = liveStatus(s.enabled, mine.backends, input.reachable, down !== null);
-      problem ??= s.enabled ? down : null;
+      const st = liveState(s.enabled, mine, input.reachable);
+      status = st.status;
+      problem ??= st.problem;
     } else if (problem !== null || live) {
       status = 'Rejected';
       problem ??= `the name is taken by the ${live!.provider} provider's route`;
@@ -251,9 +252,9 @@ export function buildRouteViews(input: RouteViewInput): RouteView[] {
     let problem: string | null = rejected;
     if (!input.status) status = 'Unknown';
     else if (mine) {
-      const down = allDown(mine);
-      status = liveStatus(enabled, mine.backends, input.reachable, down !== null);
-      problem ??= enabled ? down : null;
+      const st = liveState(enabled, mine, input.reachable);
+      status = st.status;
+      problem ??= st.problem;
     } else if (rejected !== null) status = 'Rejected';
     else {
       status = !enabled ? 'Disabled' : def && def.backends.length === 0 ? 'Not in use' : 'Pending';
