@@ -80,19 +80,19 @@ local function resolve(kind, uri)
     local name_len = #id - #task
     if name_len == 1 then return nil end -- a name part is at least 2 characters ("-" and one more)
     local key = "e:" .. id
-    local route = state.route(key, true)
+    local route = state.route(key)
     if not route then return nil, nil, false, key end
     return route, route.p, slash == "", key
   elseif kind == "path" then
     local hit = static_path(uri)
     local key = hit[1]
     if not key then return nil end
-    local route = state.route(key, true)
+    local route = state.route(key)
     if hit[2] then return route, uri, true, key end
     return route, route and route.p, false, key
   elseif kind == "static" then
     local key = var.appgw_route
-    local route = state.route(key, true)
+    local route = state.route(key)
     return route, route and route.p, false, key
   end
   return nil
@@ -243,13 +243,14 @@ function _M.run()
   if var.http_upgrade then
     -- tunnelled in Lua so that revoking the token closes the connection
     local order = pick.order_from(backends, ctx.appgw_key or "", ctx.appgw_first)
-    return tunnel.run(order, ident, (state.settings(true).read_timeout_s or 3600) * 1000)
+    return tunnel.run(order, ident, (state.settings().read_timeout_s or 3600) * 1000)
   end
 end
 
 --- GET /_gateway/login: a small page where a token can be pasted; with ?gw_token= it sets the
 --- session cookie and returns to `next` (same-site paths only).
 function _M.login()
+  state.sync()
   local args = ngx.req.get_uri_args(10)
   local nxt = type(args.next) == "string" and args.next or "/"
   if nxt:sub(1, 1) ~= "/" or nxt:sub(1, 2) == "//" or nxt:find("[\\%c]") then nxt = "/" end
@@ -281,6 +282,7 @@ end
 
 --- GET /_gateway/logout: clears the session cookie.
 function _M.logout()
+  state.sync()
   local s = state.settings()
   ngx.header["Set-Cookie"] = auth.session_cookie_name() .. "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0" .. (s.secure and "; Secure" or "")
   ngx.header["Content-Type"] = "application/json"

@@ -58,10 +58,8 @@ local function new_identity(id, rec)
   }
 end
 
---- Checks a gateway token. Returns identity or nil, reason. `synced`: the caller already called
---- state.sync() in this handler.
-function _M.check_token(value, synced)
-  if not synced then state.sync() end
+--- Checks a gateway token. Returns identity or nil, reason. Called after state.sync().
+function _M.check_token(value)
   local ident = verified:get(value)
   if not ident then
     local id, secret = _M.parse(value)
@@ -84,8 +82,8 @@ local function first(v)
 end
 
 --- The name of the gateway session cookie.
-function _M.session_cookie_name(synced)
-  local s = state.settings(synced)
+function _M.session_cookie_name()
+  local s = state.settings()
   if s.secure then return "__Host-appgw_session" end
   return "appgw_session"
 end
@@ -129,7 +127,7 @@ function _M.identify(ctx)
   local var = ngx.var
   local h = first(var.http_x_gateway_token)
   if h then
-    local ident, reason = _M.check_token(h, true)
+    local ident, reason = _M.check_token(h)
     if not ident then return nil, 401, reason end
     return ident
   end
@@ -138,7 +136,7 @@ function _M.identify(ctx)
     local tok = authz:match("^[Bb]earer%s+(appgw_%S+)%s*$")
     if tok then
       ctx.appgw_strip_auth = true
-      local ident, reason = _M.check_token(tok, true)
+      local ident, reason = _M.check_token(tok)
       if not ident then return nil, 401, reason end
       return ident
     end
@@ -146,20 +144,20 @@ function _M.identify(ctx)
   local q = var.arg_gw_token
   if q then
     q = ngx.unescape_uri(q)
-    local ident, reason = _M.check_token(q, true)
+    local ident, reason = _M.check_token(q)
     if not ident then return nil, 401, reason end
     ctx.appgw_exchange = q
     return ident
   end
   local header = var.http_cookie
   if header then
-    local s = cookies.get(header, _M.session_cookie_name(true))
+    local s = cookies.get(header, _M.session_cookie_name())
     if s then
-      local ident, reason = _M.check_token(ngx.unescape_uri(s), true)
+      local ident, reason = _M.check_token(ngx.unescape_uri(s))
       if not ident then return nil, 401, reason end
       return ident
     end
-    local name = state.settings(true).clearml_cookie
+    local name = state.settings().clearml_cookie
     local c = name and cookies.get(header, name)
     if c and c ~= "" then
       if #c > 8192 then return nil, 401, "invalid_session" end

@@ -3,9 +3,9 @@
 -- version changes. Other modules keep derived per-worker caches (verified tokens, backend hash
 -- seeds) and register with on_change() to drop them at the same moment.
 --
--- Every accessor checks the version (one shared-dict read) unless told the caller already did:
--- the access phase calls sync() once and passes `synced` to the rest, so a request reads the
--- version once, however many records it looks at.
+-- Accessors do not read the version: every handler calls sync() once before it looks at records
+-- (access.run, login, logout, the body filter, the WebSocket watcher), so a request reads the
+-- version once however many records it looks at, and no accessor needs to be told.
 local cjson = require "cjson.safe"
 
 local _M = {}
@@ -41,8 +41,7 @@ _M.sync = sync
 
 -- The decoded record `prefix .. id`, or nil; decoded once per data version. At MAX_CACHE
 -- decoded records the caches start over.
-local function get(prefix, id, synced)
-  if not synced then sync() end
+local function get(prefix, id)
   local cache = caches[prefix]
   local hit = cache[id]
   if hit ~= nil then
@@ -61,9 +60,7 @@ local function get(prefix, id, synced)
 end
 
 --- The route record for a route key (`e:<id>` or `s:<name>`), or nil.
-function _M.route(key, synced) return get("r:", key, synced) end
-
---- The token record for a token id, or nil.
+function _M.route(key) return get("r:", key) end
 
 --- Whether token `id` still admits: its record is there (not revoked) and not expired. For the
 --- checks of open streams and WebSockets (watch.lua, tunnel.lua).
@@ -81,11 +78,10 @@ function _M.token_uncached(id)
 end
 
 --- The user record (admin flag, groups) for a user id, or nil.
-function _M.user(id, synced) return get("u:", id, synced) end
+function _M.user(id) return get("u:", id) end
 
 --- Gateway settings pushed by the router (cookie names, secure flag).
-function _M.settings(synced)
-  if not synced then sync() end
+function _M.settings()
   if settings == nil then
     local raw = data:get("meta:settings")
     settings = raw and cjson.decode(raw) or EMPTY

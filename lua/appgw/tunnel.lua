@@ -20,6 +20,7 @@ local BUF = 65536
 
 local function still_valid(ident)
   if not ident.id then return true end
+  state.sync()
   return state.token_valid(ident.id)
 end
 

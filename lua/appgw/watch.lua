@@ -21,6 +21,7 @@ function _M.body()
     ngx.arg[1] = nil
     return ngx.ERROR
   end
+  state.sync()
   if state.token_valid(id) then return end
   ctx.appgw_closed = "credential_revoked"
   ngx.arg[1] = nil
