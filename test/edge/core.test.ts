@@ -243,8 +243,8 @@ describe('edge core (real nginx, echo backends)', () => {
     expect(st.generation).toBe(live);
     expect((await req(`${g.url}/_gateway/health`)).json().generation).toBe(live);
     expect((await req(`${g.url}/llm/`, { headers: auth() })).status).toBe(200);
-    const written = JSON.parse(readFileSync(join(g.dir, 'status.json'), 'utf8'));
-    expect(written.lastFailure.stage).toBe('test');
+    // status.json is written off the reconcile path: it shows the failure once its write lands
+    await waitFor(() => JSON.parse(readFileSync(join(g.dir, 'status.json'), 'utf8')).lastFailure?.stage === 'test', 3000, 'the failure in status.json');
     expect(g.log.lines.some((l) => l.level === 'error' && /nginx -t/.test(l.msg))).toBe(true);
     // the next change renders again and applies
     provider.set(snap({ ...provider.snapshot, static: [...provider.snapshot.static, route('revived', [a.port])] }));

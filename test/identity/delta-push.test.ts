@@ -1,3 +1,6 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EphemeralRoute } from '../../router/model/types';
 import { request } from '../../router/proxy/edge-client';
@@ -130,5 +133,21 @@ describe('a push that fails before it is sent does not stop later pushes (real n
     const second = tokens.add({ u: 'alice' });
     await waitFor(async () => (await status(second)) === 200, 3000, 'the next token served');
     expect(await status(first)).toBe(200);
+  });
+
+  test('a status file write that does not finish holds back no push (it is written off the reconcile path)', async () => {
+    const status = async (token: string) => (await req(`${g.url}/service/${TASK}/`, { headers: { 'x-gateway-token': token } })).status;
+    // the router writes status.json through this temp file: a FIFO with no reader blocks the write
+    const tmp = join(g.dir, `status.json.${process.pid}.tmp`);
+    execFileSync('mkfifo', [tmp]);
+    const stuck = tokens.add({ u: 'alice' });
+    await waitFor(async () => (await status(stuck)) === 200, 3000, 'a token served while the status write hangs');
+    const next = tokens.add({ u: 'alice' });
+    await waitFor(async () => (await status(next)) === 200, 3000, 'the next token served too');
+    // a reader lets the hung write finish; the change made meanwhile is written after it
+    const drained = await readFile(tmp).catch(() => Buffer.alloc(0));
+    expect(drained.length).toBeGreaterThan(0);
+    const file = join(g.dir, 'status.json');
+    await waitFor(() => statSync(file).isFile() && JSON.parse(readFileSync(file, 'utf8')).dataVersion === g.gw.router.status().dataVersion, 3000, 'status.json up to date');
   });
 });
