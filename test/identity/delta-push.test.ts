@@ -138,8 +138,16 @@ describe('a push that fails before it is sent does not stop later pushes (real n
   test('a status file write that does not finish holds back no push (it is written off the reconcile path)', async () => {
     const status = async (token: string) => (await req(`${g.url}/service/${TASK}/`, { headers: { 'x-gateway-token': token } })).status;
     // the router writes status.json through this temp file: a FIFO with no reader blocks the write
+    // (a write still under way from the previous test holds the name: try again once it is renamed)
     const tmp = join(g.dir, `status.json.${process.pid}.tmp`);
-    execFileSync('mkfifo', [tmp]);
+    await waitFor(() => {
+      try {
+        execFileSync('mkfifo', [tmp], { stdio: 'ignore' });
+        return true;
+      } catch {
+        return false;
+      }
+    }, 5000, 'the FIFO in place of the status temp file', 5);
     const stuck = tokens.add({ u: 'alice' });
     await waitFor(async () => (await status(stuck)) === 200, 3000, 'a token served while the status write hangs');
     const next = tokens.add({ u: 'alice' });
